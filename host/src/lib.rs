@@ -1,0 +1,5 @@
+//! textnlp host library: the model runtime, the plugin host and the CLI behind `textnlp`.
+
+pub mod model;
+pub mod paths;
+pub mod plugins;

@@ -1,0 +1,1 @@
+//! Model runtime: GGUF reader, weights, architectures and the forward pass.

@@ -1,0 +1,34 @@
+//! Where textnlp keeps installed models and plugins.
+//!
+//! Everything lives under `$TEXTNLP_HOME` (default `$XDG_DATA_HOME/textnlp`, i.e.
+//! `~/.local/share/textnlp`); `scripts/setup.sh` installs the default model and the first-party
+//! plugins there.
+
+use std::path::PathBuf;
+
+/// File name of the embedded default model (SmolLM2-135M-Instruct, Q4_1).
+pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+/// File name of the first-party byte-level BPE tokenizer plugin.
+pub const TOKENIZER_PLUGIN_FILE: &str = "tokenizer-bpe.wasm";
+
+/// The textnlp data directory.
+pub fn home() -> PathBuf {
+    if let Some(dir) = std::env::var_os("TEXTNLP_HOME") {
+        return PathBuf::from(dir);
+    }
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    data.join("textnlp")
+}
+
+/// Path of the installed default model.
+pub fn default_model() -> PathBuf {
+    home().join("models").join(DEFAULT_MODEL_FILE)
+}
+
+/// Path of the installed first-party tokenizer plugin.
+pub fn tokenizer_plugin() -> PathBuf {
+    home().join("plugins").join(TOKENIZER_PLUGIN_FILE)
+}

