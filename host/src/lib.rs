@@ -1,5 +1,7 @@
 //! textnlp host library: the model runtime, the plugin host and the CLI behind `textnlp`.
 
+pub mod cli;
+pub mod engine;
 pub mod model;
 pub mod paths;
 pub mod plugins;

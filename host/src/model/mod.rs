@@ -1,1 +1,36 @@
 //! Model runtime: GGUF reader, weights, architectures and the forward pass.
+
+pub mod config;
+pub mod gguf;
+pub mod kv_cache;
+pub mod llama;
+pub mod vocab;
+
+pub use config::LlamaConfig;
+pub use kv_cache::KvCache;
+pub use llama::{Llama, LogitsFor, Scratch, SequenceStep};
+
+use gguf::GgufError;
+
+/// Why a model cannot be loaded or a forward step cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+    #[error("unsupported architecture `{0}` (supported: llama)")]
+    UnsupportedArchitecture(String),
+    #[error("invalid model hyper-parameters: {0}")]
+    InvalidConfig(String),
+    #[error("tensor `{0}` is missing from the model file")]
+    MissingTensor(String),
+    #[error("tensor `{name}` has dimensions {found:?}, expected {expected:?}")]
+    TensorShape { name: String, expected: Vec<u64>, found: Vec<u64> },
+    #[error("tensor `{name}` is unusable: {reason}")]
+    TensorData { name: String, reason: String },
+    #[error("token id {id} is outside the vocabulary ({n_vocab} tokens)")]
+    TokenOutOfRange { id: u32, n_vocab: usize },
+    #[error("the sequence would hold {needed} tokens, more than the context length {context_length}")]
+    ContextOverflow { needed: usize, context_length: usize },
+    #[error("a sequence asked for logits without giving any token")]
+    EmptyStep,
+}

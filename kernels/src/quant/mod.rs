@@ -1,9 +1,12 @@
 //! GGUF tensor element types and their block layouts.
 
+pub mod reference;
+
 /// Element types of GGUF tensors that textnlp can compute with.
 ///
 /// Quantized types store `block_elems()` weights in `block_bytes()` bytes, laid out exactly as
 /// ggml's `block_*` structs (little-endian, packed).
+#[allow(non_camel_case_types)] // ggml's names, so logs and errors match its tools
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TensorType {
     F32,

@@ -1,0 +1,114 @@
+//! The `textnlp` command line.
+
+mod bench;
+mod generate;
+mod logits;
+mod perplexity;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use crate::model::gguf::GgufFile;
+use crate::model::vocab::vocabulary_from_gguf;
+use crate::model::Llama;
+use crate::paths;
+use crate::plugins::{PluginRuntime, TokenizerPlugin};
+
+/// textnlp: a WebAssembly-plugin model host for synthetic text data.
+#[derive(Debug, Parser)]
+#[command(name = "textnlp", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the token ids of TEXT as a JSON array.
+    Tokenize {
+        #[command(flatten)]
+        model: ModelArgs,
+        text: String,
+    },
+    /// Generate text after PROMPT (a user message in the chat template unless --raw).
+    Generate(generate::GenerateArgs),
+    /// Perplexity of a text file, computed as llama-perplexity does.
+    Perplexity(perplexity::PerplexityArgs),
+    /// Teacher-forced top-K next-token logits at every position of an id sequence.
+    Logits(logits::LogitsArgs),
+    /// llama-bench-style throughput numbers as JSON lines.
+    Bench(bench::BenchArgs),
+}
+
+/// Which model and tokenizer plugin to use.
+#[derive(Debug, Args)]
+struct ModelArgs {
+    /// GGUF model file [default: the installed default model]
+    #[arg(long, value_name = "PATH")]
+    model: Option<PathBuf>,
+    /// Tokenizer plugin component [default: the installed tokenizer-bpe plugin]
+    #[arg(long, value_name = "PATH")]
+    tokenizer_plugin: Option<PathBuf>,
+}
+
+impl ModelArgs {
+    fn model_path(&self) -> PathBuf {
+        self.model.clone().unwrap_or_else(paths::default_model)
+    }
+
+    fn open_file(&self) -> Result<GgufFile> {
+        let path = self.model_path();
+        if !path.exists() {
+            anyhow::bail!(
+                "model file {} not found (run scripts/setup.sh to install the default model, or pass --model)",
+                path.display()
+            );
+        }
+        GgufFile::open(&path).with_context(|| format!("reading model {}", path.display()))
+    }
+
+    fn load_model(&self) -> Result<Llama> {
+        let file = self.open_file()?;
+        Llama::load(file).with_context(|| format!("loading model {}", self.model_path().display()))
+    }
+
+    fn load_tokenizer(&self, file: &GgufFile) -> Result<(PluginRuntime, TokenizerPlugin)> {
+        let plugin = self.tokenizer_plugin.clone().unwrap_or_else(paths::tokenizer_plugin);
+        load_tokenizer(file, &plugin)
+    }
+}
+
+/// Loads a tokenizer plugin with the vocabulary of `file`.
+fn load_tokenizer(file: &GgufFile, plugin: &Path) -> Result<(PluginRuntime, TokenizerPlugin)> {
+    if !plugin.exists() {
+        anyhow::bail!(
+            "tokenizer plugin {} not found (run scripts/setup.sh, or pass --tokenizer-plugin)",
+            plugin.display()
+        );
+    }
+    let vocab = vocabulary_from_gguf(file.metadata()).context("reading the model's vocabulary")?;
+    let runtime = PluginRuntime::new().context("starting the plugin runtime")?;
+    let tokenizer = TokenizerPlugin::load(&runtime, plugin, vocab)
+        .with_context(|| format!("loading tokenizer plugin {}", plugin.display()))?;
+    Ok((runtime, tokenizer))
+}
+
+impl Cli {
+    pub fn run(self) -> Result<()> {
+        match self.command {
+            Command::Tokenize { model, text } => {
+                let file = model.open_file()?;
+                let (_runtime, mut tok) = model.load_tokenizer(&file)?;
+                let ids = tok.encode(&text, true, true)?;
+                println!("{}", serde_json::to_string(&ids)?);
+                Ok(())
+            }
+            Command::Generate(args) => generate::run(args),
+            Command::Perplexity(args) => perplexity::run(args),
+            Command::Logits(args) => logits::run(args),
+            Command::Bench(args) => bench::run(args),
+        }
+    }
+}

@@ -1,0 +1,300 @@
+//! The Llama forward pass, composed from `textnlp-kernels` primitives.
+//!
+//! One call runs a batch of sequences together: every sequence contributes a chunk of tokens
+//! (a prefill chunk or a single decode token), all tokens go through each weight matrix in one
+//! matrix product, and attention reads each sequence's own cache. This is the step the engine
+//! schedules.
+
+use rayon::prelude::*;
+use textnlp_kernels::TensorType;
+use textnlp_kernels::cpu::attention::{AttentionShape, attend_group};
+use textnlp_kernels::cpu::matmul::{MatmulScratch, QMatrix, matmul};
+use textnlp_kernels::cpu::norm::{add_assign, rms_norm, swiglu};
+use textnlp_kernels::cpu::rope::Rope;
+
+use super::ModelError;
+use super::config::LlamaConfig;
+use super::gguf::GgufFile;
+use super::kv_cache::KvCache;
+
+/// A weight matrix inside the mapped model file.
+#[derive(Clone, Debug)]
+struct Weight {
+    ty: TensorType,
+    rows: usize,
+    cols: usize,
+    bytes: std::ops::Range<usize>,
+}
+
+#[derive(Debug)]
+struct Layer {
+    attn_norm: Vec<f32>,
+    ffn_norm: Vec<f32>,
+    wq: Weight,
+    wk: Weight,
+    wv: Weight,
+    wo: Weight,
+    w_gate: Weight,
+    w_up: Weight,
+    w_down: Weight,
+}
+
+/// A loaded Llama-architecture model. Weights stay in the memory-mapped file.
+pub struct Llama {
+    file: GgufFile,
+    config: LlamaConfig,
+    token_embd: Weight,
+    output: Weight,
+    output_norm: Vec<f32>,
+    layers: Vec<Layer>,
+    rope: Rope,
+}
+
+/// Which logits a sequence wants back from a forward step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogitsFor {
+    /// None (e.g. a prefill chunk that is not the last).
+    None,
+    /// The last token's (the next-token distribution).
+    Last,
+    /// Every token's (teacher-forced scoring, perplexity).
+    All,
+}
+
+/// One sequence's part of a batched forward step.
+pub struct SequenceStep<'a> {
+    pub cache: &'a mut KvCache,
+    pub tokens: &'a [u32],
+    pub logits: LogitsFor,
+}
+
+/// Reusable activation buffers, so a decode step does not allocate.
+#[derive(Default)]
+pub struct Scratch {
+    x: Vec<f32>,
+    xn: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    attn: Vec<f32>,
+    proj: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    /// (sequence index, position) of every token in the step.
+    token_pos: Vec<(usize, usize)>,
+    logit_rows: Vec<usize>,
+    logits: Vec<f32>,
+    matmul: MatmulScratch,
+}
+
+impl Llama {
+    /// Loads the model in `file`, checking every tensor's presence, type and shape.
+    pub fn load(file: GgufFile) -> Result<Self, ModelError> {
+        let config = LlamaConfig::from_metadata(file.metadata())?;
+        let c = &config;
+        let (d, kv, ff) = (c.n_embd, c.kv_dim(), c.n_ff);
+        let token_embd = weight(&file, "token_embd.weight", c.n_vocab, d)?;
+        let output = match file.tensor_info("output.weight") {
+            Some(_) => weight(&file, "output.weight", c.n_vocab, d)?,
+            None => token_embd.clone(), // tied embeddings
+        };
+        let layers = (0..c.n_layer)
+            .map(|i| {
+                let w = |name: &str, rows, cols| weight(&file, &format!("blk.{i}.{name}.weight"), rows, cols);
+                Ok(Layer {
+                    attn_norm: vector(&file, &format!("blk.{i}.attn_norm.weight"), d)?,
+                    ffn_norm: vector(&file, &format!("blk.{i}.ffn_norm.weight"), d)?,
+                    wq: w("attn_q", d, d)?,
+                    wk: w("attn_k", kv, d)?,
+                    wv: w("attn_v", kv, d)?,
+                    wo: w("attn_output", d, d)?,
+                    w_gate: w("ffn_gate", ff, d)?,
+                    w_up: w("ffn_up", ff, d)?,
+                    w_down: w("ffn_down", d, ff)?,
+                })
+            })
+            .collect::<Result<Vec<_>, ModelError>>()?;
+        let output_norm = vector(&file, "output_norm.weight", d)?;
+        let rope = Rope::new(c.rope_style, c.head_dim, c.rope_dims, c.rope_base);
+        Ok(Llama { file, config, token_embd, output, output_norm, layers, rope })
+    }
+
+    pub fn config(&self) -> &LlamaConfig {
+        &self.config
+    }
+
+    /// The underlying file (metadata such as the tokenizer lives there).
+    pub fn file(&self) -> &GgufFile {
+        &self.file
+    }
+
+    /// A fresh, empty cache for one sequence.
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(&self.config)
+    }
+
+    fn mat(&self, w: &Weight) -> QMatrix<'_> {
+        QMatrix { ty: w.ty, data: &self.file.bytes()[w.bytes.clone()], rows: w.rows, cols: w.cols }
+    }
+
+    /// Runs one batched step. Returns the requested logits, `n_vocab` floats per row, in batch
+    /// order (for each sequence: nothing, its last token's row, or one row per token).
+    ///
+    /// Inputs are checked before any cache is touched: an error leaves every cache unchanged.
+    pub fn forward<'s>(
+        &self,
+        batch: &mut [SequenceStep<'_>],
+        s: &'s mut Scratch,
+    ) -> Result<&'s [f32], ModelError> {
+        self.check_batch(batch)?;
+        let c = &self.config;
+        let d = c.n_embd;
+        s.token_pos.clear();
+        s.logit_rows.clear();
+        for (i, seq) in batch.iter().enumerate() {
+            let start = seq.cache.len();
+            let first_row = s.token_pos.len();
+            s.token_pos.extend((0..seq.tokens.len()).map(|j| (i, start + j)));
+            match seq.logits {
+                LogitsFor::None => {}
+                LogitsFor::Last => s.logit_rows.push(s.token_pos.len() - 1),
+                LogitsFor::All => s.logit_rows.extend(first_row..s.token_pos.len()),
+            }
+        }
+        let n = s.token_pos.len();
+        self.embed(batch, n, s);
+        for (l, layer) in self.layers.iter().enumerate() {
+            self.attention_block(l, layer, batch, s);
+            self.feed_forward_block(layer, n, s);
+        }
+        for seq in batch.iter_mut() {
+            seq.cache.commit(seq.tokens.len());
+        }
+        self.output_logits(d, s);
+        Ok(&s.logits)
+    }
+
+    fn check_batch(&self, batch: &[SequenceStep<'_>]) -> Result<(), ModelError> {
+        let c = &self.config;
+        for seq in batch {
+            if let Some(&id) = seq.tokens.iter().find(|&&t| t as usize >= c.n_vocab) {
+                return Err(ModelError::TokenOutOfRange { id, n_vocab: c.n_vocab });
+            }
+            let needed = seq.cache.len() + seq.tokens.len();
+            if needed > c.context_length {
+                return Err(ModelError::ContextOverflow { needed, context_length: c.context_length });
+            }
+            if seq.tokens.is_empty() && seq.logits != LogitsFor::None {
+                return Err(ModelError::EmptyStep);
+            }
+        }
+        Ok(())
+    }
+
+    fn embed(&self, batch: &[SequenceStep<'_>], n: usize, s: &mut Scratch) {
+        let d = self.config.n_embd;
+        s.x.resize(n * d, 0.0);
+        let embd = self.mat(&self.token_embd);
+        let tokens = batch.iter().flat_map(|seq| seq.tokens.iter());
+        for (row, &t) in s.x.chunks_exact_mut(d).zip(tokens) {
+            embd.dequantize_row(t as usize, row);
+        }
+    }
+
+    fn attention_block(&self, l: usize, layer: &Layer, batch: &mut [SequenceStep<'_>], s: &mut Scratch) {
+        let c = &self.config;
+        let (d, kv, n) = (c.n_embd, c.kv_dim(), s.token_pos.len());
+        rms_norm(&s.x, &layer.attn_norm, c.rms_eps, resized(&mut s.xn, n * d));
+        matmul(&self.mat(&layer.wq), &s.xn, n, resized(&mut s.q, n * d), &mut s.matmul);
+        matmul(&self.mat(&layer.wk), &s.xn, n, resized(&mut s.k, n * kv), &mut s.matmul);
+        matmul(&self.mat(&layer.wv), &s.xn, n, resized(&mut s.v, n * kv), &mut s.matmul);
+        for (t, &(_, pos)) in s.token_pos.iter().enumerate() {
+            self.rope.apply(&mut s.q[t * d..][..d], pos);
+            self.rope.apply(&mut s.k[t * kv..][..kv], pos);
+        }
+        let mut row = 0;
+        for seq in batch.iter_mut() {
+            let rows = row..row + seq.tokens.len();
+            seq.cache.append(l, &s.k[rows.start * kv..rows.end * kv], &s.v[rows.start * kv..rows.end * kv]);
+            row = rows.end;
+        }
+
+        let shape = AttentionShape { n_head: c.n_head, n_kv_head: c.n_head_kv, head_dim: c.head_dim };
+        let scale = 1.0 / (c.head_dim as f32).sqrt();
+        let group_width = shape.group() * c.head_dim;
+        let caches: Vec<&KvCache> = batch.iter().map(|seq| &*seq.cache).collect();
+        let (q, token_pos) = (&s.q, &s.token_pos);
+        resized(&mut s.attn, n * d)
+            .par_chunks_mut(group_width)
+            .enumerate()
+            .for_each_init(Vec::new, |scores, (i, out)| {
+                let (t, kv_head) = (i / c.n_head_kv, i % c.n_head_kv);
+                let (seq, pos) = token_pos[t];
+                let cache = caches[seq].layer(l);
+                let q = &q[t * d + kv_head * group_width..][..group_width];
+                attend_group(shape, q, &cache.keys, &cache.values, kv_head, pos + 1, scale, out, scores);
+            });
+        matmul(&self.mat(&layer.wo), &s.attn, n, resized(&mut s.proj, n * d), &mut s.matmul);
+        add_assign(&mut s.x, &s.proj);
+    }
+
+    fn feed_forward_block(&self, layer: &Layer, n: usize, s: &mut Scratch) {
+        let c = &self.config;
+        let (d, ff) = (c.n_embd, c.n_ff);
+        rms_norm(&s.x, &layer.ffn_norm, c.rms_eps, resized(&mut s.xn, n * d));
+        matmul(&self.mat(&layer.w_gate), &s.xn, n, resized(&mut s.gate, n * ff), &mut s.matmul);
+        matmul(&self.mat(&layer.w_up), &s.xn, n, resized(&mut s.up, n * ff), &mut s.matmul);
+        swiglu(&mut s.gate, &s.up);
+        matmul(&self.mat(&layer.w_down), &s.gate, n, resized(&mut s.proj, n * d), &mut s.matmul);
+        add_assign(&mut s.x, &s.proj);
+    }
+
+    fn output_logits(&self, d: usize, s: &mut Scratch) {
+        let rows = s.logit_rows.len();
+        let xn = resized(&mut s.xn, rows * d);
+        for (dst, &r) in xn.chunks_exact_mut(d).zip(&s.logit_rows) {
+            dst.copy_from_slice(&s.x[r * d..][..d]);
+        }
+        // Normalise in place: rms_norm reads and writes different buffers, so go through `proj`.
+        let normed = resized(&mut s.proj, rows * d);
+        rms_norm(xn, &self.output_norm, self.config.rms_eps, normed);
+        let logits = resized(&mut s.logits, rows * self.config.n_vocab);
+        matmul(&self.mat(&self.output), normed, rows, logits, &mut s.matmul);
+    }
+}
+
+/// Resizes a scratch buffer (keeping its allocation) and returns it.
+fn resized(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    buf.resize(len, 0.0);
+    &mut buf[..]
+}
+
+/// Looks up a 2-D weight (`ne = [cols, rows]`).
+fn weight(file: &GgufFile, name: &str, rows: usize, cols: usize) -> Result<Weight, ModelError> {
+    locate(file, name, &[cols as u64, rows as u64], rows, cols)
+}
+
+/// Reads a 1-D tensor (norm weights) as f32.
+fn vector(file: &GgufFile, name: &str, len: usize) -> Result<Vec<f32>, ModelError> {
+    let w = locate(file, name, &[len as u64], 1, len)?;
+    let mut out = vec![0.0; len];
+    QMatrix { ty: w.ty, data: &file.bytes()[w.bytes], rows: 1, cols: len }.dequantize_row(0, &mut out);
+    Ok(out)
+}
+
+/// Finds a tensor, checks its dimensions, and that its bytes hold `rows × cols` of its type.
+fn locate(file: &GgufFile, name: &str, dims: &[u64], rows: usize, cols: usize) -> Result<Weight, ModelError> {
+    let tensor = file.tensor(name).ok_or_else(|| ModelError::MissingTensor(name.to_owned()))?;
+    if tensor.info.dims != dims {
+        return Err(ModelError::TensorShape {
+            name: name.to_owned(),
+            expected: dims.to_vec(),
+            found: tensor.info.dims.clone(),
+        });
+    }
+    QMatrix::new(tensor.info.ty, tensor.data, rows, cols)
+        .map_err(|e| ModelError::TensorData { name: name.to_owned(), reason: e.to_string() })?;
+    // The parser checked that data_offset + offset + n_bytes lies inside the file.
+    let start = (file.data_offset() + tensor.info.offset) as usize;
+    Ok(Weight { ty: tensor.info.ty, rows, cols, bytes: start..start + tensor.data.len() })
+}

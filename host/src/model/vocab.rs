@@ -1,0 +1,123 @@
+//! The tokenizer description stored in a model file.
+//!
+//! The host never tokenizes itself: it reads the vocabulary from the GGUF metadata and hands it
+//! to a tokenizer plugin (`crate::plugins::tokenizer`), which owns every tokenization rule.
+
+use std::fmt;
+
+use super::gguf::{GgufError, Metadata};
+
+/// A model's vocabulary as its file describes it; mirrors the WIT record
+/// `textnlp:plugin/tokenizer.vocabulary`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Vocabulary {
+    /// `tokenizer.ggml.model`, e.g. "gpt2" (byte-level BPE) or "llama" (SentencePiece).
+    pub model: String,
+    /// `tokenizer.ggml.pre`, the pre-tokenizer name, e.g. "smollm"; "default" when absent.
+    pub pre: String,
+    /// Token strings, indexed by id.
+    pub tokens: Vec<String>,
+    /// ggml token types per id (1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused,
+    /// 6 byte); empty when the file has none.
+    pub token_types: Vec<i32>,
+    /// BPE merges as "left right"; empty when the file has none.
+    pub merges: Vec<String>,
+    pub bos_id: Option<u32>,
+    pub eos_id: Option<u32>,
+    pub unknown_id: Option<u32>,
+    pub padding_id: Option<u32>,
+    /// Whether a BOS token is prepended when encoding with special tokens.
+    pub add_bos: bool,
+    /// The Jinja chat template stored with the model, if any.
+    pub chat_template: Option<String>,
+}
+
+impl fmt::Debug for Vocabulary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Vocabulary")
+            .field("model", &self.model)
+            .field("pre", &self.pre)
+            .field("tokens", &self.tokens.len())
+            .field("token_types", &self.token_types.len())
+            .field("merges", &self.merges.len())
+            .field("bos_id", &self.bos_id)
+            .field("eos_id", &self.eos_id)
+            .field("unknown_id", &self.unknown_id)
+            .field("padding_id", &self.padding_id)
+            .field("add_bos", &self.add_bos)
+            .field("chat_template", &self.chat_template.as_ref().map(String::len))
+            .finish()
+    }
+}
+
+/// Why a vocabulary could not be read from a model file.
+#[derive(Debug, thiserror::Error)]
+pub enum VocabError {
+    /// A key is missing or has the wrong type.
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+    /// The keys are there but do not describe a usable vocabulary.
+    #[error("invalid tokenizer metadata: {0}")]
+    Invalid(String),
+}
+
+/// Reads the `tokenizer.*` keys of a GGUF file. Required: `tokenizer.ggml.model` and
+/// `tokenizer.ggml.tokens`; everything else is optional. Special ids outside the vocabulary are
+/// dropped with a warning (as llama.cpp does).
+pub fn vocabulary_from_gguf(meta: &Metadata) -> Result<Vocabulary, VocabError> {
+    let model = meta.get_str("tokenizer.ggml.model")?.to_owned();
+    let tokens = meta.get_str_array("tokenizer.ggml.tokens")?.to_vec();
+    if tokens.is_empty() {
+        return Err(VocabError::Invalid("tokenizer.ggml.tokens is empty".into()));
+    }
+    if u32::try_from(tokens.len()).is_err() {
+        return Err(VocabError::Invalid(format!("{} tokens", tokens.len())));
+    }
+    let token_types = meta
+        .opt_i32_array("tokenizer.ggml.token_type")?
+        .unwrap_or_default();
+    if !token_types.is_empty() && token_types.len() != tokens.len() {
+        return Err(VocabError::Invalid(format!(
+            "tokenizer.ggml.token_type has {} entries for {} tokens",
+            token_types.len(),
+            tokens.len()
+        )));
+    }
+    let special = |key: &str| -> Result<Option<u32>, VocabError> {
+        let Some(value) = meta.get(key) else {
+            return Ok(None);
+        };
+        let Some(id) = value.as_integer() else {
+            return Err(VocabError::Invalid(format!(
+                "{key} is a {}, not an integer",
+                value.type_name()
+            )));
+        };
+        match u32::try_from(id) {
+            Ok(id) if (id as usize) < tokens.len() => Ok(Some(id)),
+            _ => {
+                tracing::warn!("{key} = {id} is outside the vocabulary; ignoring it");
+                Ok(None)
+            }
+        }
+    };
+    Ok(Vocabulary {
+        pre: meta
+            .opt_str("tokenizer.ggml.pre")?
+            .unwrap_or("default")
+            .to_owned(),
+        merges: meta
+            .opt_str_array("tokenizer.ggml.merges")?
+            .map(<[String]>::to_vec)
+            .unwrap_or_default(),
+        bos_id: special("tokenizer.ggml.bos_token_id")?,
+        eos_id: special("tokenizer.ggml.eos_token_id")?,
+        unknown_id: special("tokenizer.ggml.unknown_token_id")?,
+        padding_id: special("tokenizer.ggml.padding_token_id")?,
+        add_bos: meta.opt_bool("tokenizer.ggml.add_bos_token")?.unwrap_or(false),
+        chat_template: meta.opt_str("tokenizer.chat_template")?.map(str::to_owned),
+        model,
+        tokens,
+        token_types,
+    })
+}

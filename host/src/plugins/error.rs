@@ -1,0 +1,81 @@
+//! Errors of the plugin host.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use super::tokenizer::TokenizerError;
+
+/// Why a plugin trapped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrapKind {
+    /// The call ran past its wall-clock deadline (epoch interruption).
+    Timeout,
+    /// The plugin asked for more memory than its limit allows.
+    OutOfMemory,
+    /// Anything else: a panic (`unreachable`), an out-of-bounds access, a value the host could
+    /// not lift, output beyond its cap, ...
+    Other,
+}
+
+impl fmt::Display for TrapKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TrapKind::Timeout => "timeout",
+            TrapKind::OutOfMemory => "out of memory",
+            TrapKind::Other => "other",
+        })
+    }
+}
+
+/// Everything that can go wrong between the host and a plugin. No plugin input or behaviour
+/// makes the host panic; it gets one of these instead.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    /// The plugin file could not be read.
+    #[error("cannot read plugin {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The bytes are not a valid WebAssembly component.
+    #[error("invalid plugin: {0}")]
+    Compile(String),
+    /// The component does not fit the plugin kind: wrong world, or imports it may not use.
+    #[error("cannot link plugin: {0}")]
+    Link(String),
+    /// Instantiation failed (for a reason other than a trap or a limit).
+    #[error("cannot instantiate plugin: {0}")]
+    Instantiate(String),
+    /// The plugin trapped; its instance is unusable afterwards.
+    #[error("plugin trapped ({kind}): {message}")]
+    Trap { kind: TrapKind, message: String },
+    /// The plugin reported an error of its own (its instance stays usable).
+    #[error("plugin error: {0}")]
+    Guest(#[from] TokenizerError),
+    /// The plugin returned a value that breaks the contract (an id outside the vocabulary, ...).
+    #[error("plugin returned invalid output: {0}")]
+    InvalidOutput(String),
+    /// An earlier call trapped, so the instance cannot be entered again; load a new one.
+    #[error("plugin instance is unusable after an earlier failure: {0}")]
+    Poisoned(String),
+    /// The wasmtime engine could not be set up.
+    #[error("cannot start the plugin runtime: {0}")]
+    Runtime(String),
+}
+
+/// A wasmtime error with its chain of causes, on one line.
+pub(crate) fn describe(e: &wasmtime::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let cause = cause.to_string();
+        if out.contains(&cause) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&cause);
+    }
+    out
+}

@@ -1,0 +1,499 @@
+//! The wasmtime runtime every plugin runs in.
+//!
+//! One [`PluginRuntime`] owns one `wasmtime::Engine` (epoch interruption on, a ticker thread
+//! advancing the epoch every [`EPOCH_TICK`]) and one `Linker` with the host interfaces. Each
+//! plugin instance gets its own `Store<PluginState>` ([`PluginRuntime::new_store`]) with:
+//! - a memory/table/instance cap ([`Limits`]), tracked so that a denied growth is reported as
+//!   out-of-memory rather than as a bare trap;
+//! - a wall-clock deadline set before every call ([`PluginStore::call`]);
+//! - a `ResourceTable` with a capped capacity;
+//! - a WASI p2 context with no preopened directories, no environment, no arguments and no
+//!   network, whose stdout and stderr go to size-capped in-memory pipes. What a plugin prints
+//!   is forwarded to `tracing` after each call, and the stderr tail is attached to trap errors
+//!   (a Rust guest's panic message lands there).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Config, Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::error::{PluginError, TrapKind, describe};
+
+/// How often the epoch advances; deadlines are counted in these ticks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Per-instance resource limits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Maximum size of each linear memory, in bytes.
+    pub memory_bytes: usize,
+    /// Wall-clock budget of one call into the plugin (instantiation and `load` included).
+    pub call_deadline: Duration,
+    /// Maximum number of elements of each table.
+    pub table_elements: usize,
+    /// Maximum number of (core and component) instances a plugin may create.
+    pub instances: usize,
+    /// Maximum number of host resources (WASI streams, ...) a plugin may hold at once.
+    pub resource_table_capacity: usize,
+    /// Cap on what a plugin may write to stdout and to stderr (each), and on what it may send
+    /// to the host log during one call. Writing past the stdout/stderr cap traps the plugin.
+    pub output_bytes: usize,
+}
+
+impl Default for Limits {
+    /// Sized for a tokenizer plugin over a ~50k-token vocabulary, which peaks at about
+    /// 60 MiB of linear memory while loading; 256 MiB leaves room for larger vocabularies.
+    fn default() -> Self {
+        Limits {
+            memory_bytes: 256 << 20,
+            call_deadline: Duration::from_secs(10),
+            table_elements: 20_000,
+            instances: 64,
+            resource_table_capacity: 1_000,
+            output_bytes: 64 << 10,
+        }
+    }
+}
+
+/// The shared plugin runtime: one engine, one linker, a cache of compiled components.
+///
+/// Cheap to share behind an `Arc`; every method takes `&self`. The epoch ticker stops once the
+/// runtime and every store created from it are dropped.
+pub struct PluginRuntime {
+    shared: Arc<Shared>,
+    linker: Linker<PluginState>,
+    limits: Limits,
+    /// Compiled components by the SHA-256 of their bytes.
+    compiled: Mutex<HashMap<[u8; 32], Component>>,
+}
+
+/// What stores keep alive: the engine and its ticker.
+pub(crate) struct Shared {
+    engine: Engine,
+    ticker: Option<EpochTicker>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if let Some(ticker) = self.ticker.take() {
+            ticker.stop();
+        }
+    }
+}
+
+struct EpochTicker {
+    stop: mpsc::Sender<()>,
+    thread: JoinHandle<()>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> std::io::Result<Self> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("textnlp-plugin-epoch".into())
+            .spawn(move || {
+                // Stops on a message or when the sender is dropped.
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(EPOCH_TICK) {
+                    engine.increment_epoch();
+                }
+            })?;
+        Ok(EpochTicker { stop, thread })
+    }
+
+    fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.thread.join();
+    }
+}
+
+impl PluginRuntime {
+    /// A runtime whose instances get [`Limits::default`].
+    pub fn new() -> Result<Self, PluginError> {
+        Self::with_limits(Limits::default())
+    }
+
+    /// A runtime whose instances get `limits` unless a loader is given others.
+    pub fn with_limits(limits: Limits) -> Result<Self, PluginError> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        let engine = Engine::new(&config).map_err(|e| PluginError::Runtime(describe(&e)))?;
+        let ticker = EpochTicker::start(engine.clone())
+            .map_err(|e| PluginError::Runtime(format!("cannot start the epoch ticker: {e}")))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .and_then(|()| super::tokenizer::add_host_interfaces(&mut linker))
+            .map_err(|e| PluginError::Runtime(describe(&e)))?;
+        Ok(PluginRuntime {
+            shared: Arc::new(Shared {
+                engine,
+                ticker: Some(ticker),
+            }),
+            linker,
+            limits,
+            compiled: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.shared.engine
+    }
+
+    /// The default limits of this runtime's instances.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The linker with every host interface (WASI p2 and `textnlp:plugin/log`).
+    pub(crate) fn linker(&self) -> &Linker<PluginState> {
+        &self.linker
+    }
+
+    /// Reads and compiles the component at `path` (see [`PluginRuntime::compile`]).
+    pub fn load_component(&self, path: &Path) -> Result<Component, PluginError> {
+        let bytes = std::fs::read(path).map_err(|source| PluginError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        self.compile(&bytes)
+    }
+
+    /// Compiles a WebAssembly component from its binary form. Compiled components are cached
+    /// in memory by content hash, so loading the same plugin again is cheap. Core modules, text
+    /// and precompiled artifacts are refused.
+    pub fn compile(&self, wasm: &[u8]) -> Result<Component, PluginError> {
+        const MAGIC: &[u8] = b"\0asm";
+        if wasm.len() < 8 || &wasm[..4] != MAGIC {
+            if Engine::detect_precompiled(wasm).is_some() {
+                return Err(PluginError::Compile(
+                    "precompiled artifacts are not accepted; give the .wasm component".into(),
+                ));
+            }
+            return Err(PluginError::Compile("not a WebAssembly binary".into()));
+        }
+        // Bytes 4..8: version 1 for a core module, `0d 00 01 00` for a component.
+        if wasm[4..8] == [1, 0, 0, 0] {
+            return Err(PluginError::Compile(
+                "this is a core WebAssembly module, not a component; build the plugin with \
+                 `cargo build --target wasm32-wasip2`"
+                    .into(),
+            ));
+        }
+        let key: [u8; 32] = Sha256::digest(wasm).into();
+        if let Some(component) = self.cache().get(&key) {
+            return Ok(component.clone());
+        }
+        let component = Component::from_binary(self.engine(), wasm)
+            .map_err(|e| PluginError::Compile(describe(&e)))?;
+        self.cache().insert(key, component.clone());
+        Ok(component)
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Component>> {
+        // A panic while holding the lock cannot leave the map inconsistent.
+        self.compiled.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Checks a component's imports against the interfaces its plugin kind may use (each an
+    /// interface-name prefix such as `"wasi:io/"`). Anything else is refused before
+    /// instantiation.
+    pub fn audit_imports(
+        &self,
+        component: &Component,
+        allowed: &[&str],
+    ) -> Result<(), PluginError> {
+        let ty = component.component_type();
+        for (name, _) in ty.imports(self.engine()) {
+            if !allowed.iter().any(|prefix| name.starts_with(prefix)) {
+                return Err(PluginError::Link(format!(
+                    "the plugin imports `{name}`, which this kind of plugin may not use"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// A fresh store for one plugin instance.
+    pub fn new_store(&self, name: &str, limits: &Limits) -> PluginStore {
+        let stdout = MemoryOutputPipe::new(limits.output_bytes);
+        let stderr = MemoryOutputPipe::new(limits.output_bytes);
+        // No preopens, no env, no args; network addresses and name lookups are all denied.
+        let wasi = WasiCtxBuilder::new()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(limits.resource_table_capacity);
+        let limiter = Limiter {
+            limits: StoreLimitsBuilder::new()
+                .memory_size(limits.memory_bytes)
+                .table_elements(limits.table_elements)
+                .instances(limits.instances)
+                .tables(limits.instances)
+                .memories(limits.instances)
+                .trap_on_grow_failure(false)
+                .build(),
+            memory_denied: false,
+            memory_peak: 0,
+            memory_limit: limits.memory_bytes,
+        };
+        let state = PluginState {
+            name: name.to_owned(),
+            wasi,
+            table,
+            limiter,
+            stdout: CapturedOutput::new(stdout),
+            stderr: CapturedOutput::new(stderr),
+            log_budget: limits.output_bytes,
+            log_budget_per_call: limits.output_bytes,
+            log_dropped: false,
+        };
+        let mut store = Store::new(self.engine(), state);
+        store.limiter(|state| &mut state.limiter);
+        store.epoch_deadline_trap();
+        PluginStore {
+            store,
+            deadline: limits.call_deadline,
+            poisoned: None,
+            _shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+/// A plugin instance's store, with the bookkeeping every call needs.
+pub struct PluginStore {
+    store: Store<PluginState>,
+    deadline: Duration,
+    /// Set once a call has trapped: the instance cannot be entered again.
+    poisoned: Option<String>,
+    /// Keeps the engine's ticker running while this store lives.
+    _shared: Arc<Shared>,
+}
+
+impl PluginStore {
+    /// Runs one call into the plugin under the deadline and the limits. A trap (or any other
+    /// failure of the call itself) poisons the instance; later calls fail fast.
+    pub fn call<R>(
+        &mut self,
+        f: impl FnOnce(&mut Store<PluginState>) -> wasmtime::Result<R>,
+    ) -> Result<R, PluginError> {
+        if let Some(why) = &self.poisoned {
+            return Err(PluginError::Poisoned(why.clone()));
+        }
+        let ticks = self.deadline.as_micros().div_ceil(EPOCH_TICK.as_micros()) as u64;
+        self.store.set_epoch_deadline(ticks.max(1));
+        let state = self.store.data_mut();
+        state.limiter.memory_denied = false;
+        state.log_budget = state.log_budget_per_call;
+        state.log_dropped = false;
+        let result = f(&mut self.store);
+        let state = self.store.data_mut();
+        state.forward_output();
+        result.map_err(|e| {
+            let error = self.classify(&e);
+            self.poisoned = Some(error.to_string());
+            error
+        })
+    }
+
+    /// Turns a failed call into a [`PluginError::Trap`], naming timeouts and memory denials.
+    fn classify(&self, e: &wasmtime::Error) -> PluginError {
+        let state = self.store.data();
+        let kind = match e.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => TrapKind::Timeout,
+            _ if state.limiter.memory_denied => TrapKind::OutOfMemory,
+            _ => TrapKind::Other,
+        };
+        let mut message = describe(e);
+        match kind {
+            TrapKind::Timeout => {
+                message = format!("the call ran past its {:?} deadline ({message})", self.deadline)
+            }
+            TrapKind::OutOfMemory => {
+                message = format!(
+                    "memory limit of {} bytes reached ({message})",
+                    state.limiter.memory_limit
+                )
+            }
+            TrapKind::Other => {}
+        }
+        let stderr = state.stderr.tail(2048);
+        if !stderr.is_empty() {
+            message.push_str("; stderr: ");
+            message.push_str(stderr.trim_end());
+        }
+        PluginError::Trap { kind, message }
+    }
+
+    /// Whether an earlier call trapped.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.is_some()
+    }
+
+    /// The largest linear memory size the plugin has reached, in bytes.
+    pub fn memory_peak(&self) -> usize {
+        self.store.data().limiter.memory_peak
+    }
+
+    /// Everything the plugin wrote to stderr so far (up to the output cap), lossily decoded.
+    pub fn stderr(&self) -> String {
+        self.store.data().stderr.all()
+    }
+}
+
+/// The data of a plugin's store.
+pub struct PluginState {
+    name: String,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: Limiter,
+    stdout: CapturedOutput,
+    stderr: CapturedOutput,
+    /// Bytes of log messages the plugin may still send during this call.
+    log_budget: usize,
+    log_budget_per_call: usize,
+    log_dropped: bool,
+}
+
+impl PluginState {
+    /// The plugin's name, for attributing its logs.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Takes `len` bytes from the log budget; false (once reported) when it is spent.
+    pub(crate) fn take_log_budget(&mut self, len: usize) -> bool {
+        if len <= self.log_budget {
+            self.log_budget -= len;
+            return true;
+        }
+        if !self.log_dropped {
+            self.log_dropped = true;
+            tracing::warn!(plugin = %self.name, "plugin log budget spent; dropping its messages until the next call");
+        }
+        false
+    }
+
+    /// Sends what the plugin printed since the last call to `tracing`.
+    fn forward_output(&mut self) {
+        if let Some(text) = self.stdout.take_new() {
+            tracing::info!(plugin = %self.name, stream = "stdout", "{}", text.trim_end());
+        }
+        if let Some(text) = self.stderr.take_new() {
+            tracing::warn!(plugin = %self.name, stream = "stderr", "{}", text.trim_end());
+        }
+    }
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// A capped in-memory pipe and how much of it has been forwarded.
+struct CapturedOutput {
+    pipe: MemoryOutputPipe,
+    forwarded: usize,
+}
+
+impl CapturedOutput {
+    fn new(pipe: MemoryOutputPipe) -> Self {
+        CapturedOutput { pipe, forwarded: 0 }
+    }
+
+    fn take_new(&mut self) -> Option<String> {
+        let all = self.pipe.contents();
+        if all.len() <= self.forwarded {
+            return None;
+        }
+        let text = String::from_utf8_lossy(&all[self.forwarded..]).into_owned();
+        self.forwarded = all.len();
+        Some(text)
+    }
+
+    fn all(&self) -> String {
+        String::from_utf8_lossy(&self.pipe.contents()).into_owned()
+    }
+
+    /// The last `max` bytes written (lossily decoded).
+    fn tail(&self, max: usize) -> String {
+        let all = self.pipe.contents();
+        let start = all.len().saturating_sub(max);
+        String::from_utf8_lossy(&all[start..]).into_owned()
+    }
+}
+
+/// `StoreLimits` plus what the host wants to know afterwards.
+struct Limiter {
+    limits: StoreLimits,
+    /// A memory growth was refused during the current call.
+    memory_denied: bool,
+    /// The largest memory size granted so far.
+    memory_peak: usize,
+    /// The configured cap, for messages.
+    memory_limit: usize,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let granted = self.limits.memory_growing(current, desired, maximum)?;
+        if granted {
+            self.memory_peak = self.memory_peak.max(desired);
+        } else {
+            self.memory_denied = true;
+        }
+        Ok(granted)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.memory_denied = true;
+        self.limits.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
+    }
+}

@@ -1,0 +1,458 @@
+//! Host side of the `tokenizer-plugin` world: a synchronous [`TokenizerPlugin`] wrapper around
+//! one sandboxed tokenizer instance.
+//!
+//! Every value the plugin returns is checked before the host uses it: token ids must lie inside
+//! the vocabulary the host handed over, special ids too, and outputs must stay within sizes the
+//! inputs can explain. A plugin that breaks the contract gets [`PluginError::InvalidOutput`].
+
+use std::fmt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use wasmtime::component::{HasSelf, Linker, ResourceAny};
+
+use super::error::PluginError;
+use super::runtime::{Limits, PluginRuntime, PluginState, PluginStore};
+use crate::model::vocab::Vocabulary;
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        world: "textnlp:plugin/tokenizer-plugin@0.1.0",
+        path: "../wit",
+    });
+}
+
+use bindings::exports::textnlp::plugin::tokenizer as wit;
+use bindings::textnlp::plugin::log;
+
+pub use wit::{ChatMessage, SpecialTokens};
+
+/// Interfaces a tokenizer plugin may import: the host log and the WASI interfaces the Rust
+/// standard library pulls in (all inert here: no files, no env, no network).
+pub const TOKENIZER_IMPORTS: &[&str] = &[
+    "textnlp:plugin/log@0.1.",
+    "wasi:io/",
+    "wasi:cli/",
+    "wasi:clocks/",
+    "wasi:random/",
+    "wasi:filesystem/",
+];
+
+/// Longest log message kept from a plugin; the rest is cut.
+const MAX_LOG_MESSAGE: usize = 4096;
+
+/// Links the host-provided `textnlp:plugin` interfaces.
+pub(crate) fn add_host_interfaces(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
+    log::add_to_linker::<PluginState, HasSelf<PluginState>>(linker, |state| state)
+}
+
+impl log::Host for PluginState {
+    fn log(&mut self, level: log::Level, mut message: String) {
+        if message.len() > MAX_LOG_MESSAGE {
+            let mut cut = MAX_LOG_MESSAGE;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push('…');
+        }
+        if !self.take_log_budget(message.len()) {
+            return;
+        }
+        let plugin = self.name();
+        match level {
+            log::Level::Trace => tracing::trace!(plugin, "{message}"),
+            log::Level::Debug => tracing::debug!(plugin, "{message}"),
+            log::Level::Info => tracing::info!(plugin, "{message}"),
+            log::Level::Warn => tracing::warn!(plugin, "{message}"),
+            log::Level::Error => tracing::error!(plugin, "{message}"),
+        }
+    }
+}
+
+/// An error the tokenizer plugin reported (the WIT `error` variant).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TokenizerError {
+    /// The vocabulary description is not usable.
+    #[error("invalid vocabulary: {0}")]
+    InvalidVocabulary(String),
+    /// An id outside the vocabulary was given to decode.
+    #[error("unknown token id {0}")]
+    UnknownToken(u32),
+    /// The chat template failed to parse or render.
+    #[error("chat template: {0}")]
+    Template(String),
+    /// The text could not be encoded.
+    #[error("cannot encode: {0}")]
+    Encode(String),
+}
+
+impl From<wit::Error> for TokenizerError {
+    fn from(e: wit::Error) -> Self {
+        match e {
+            wit::Error::InvalidVocabulary(m) => TokenizerError::InvalidVocabulary(m),
+            wit::Error::UnknownToken(id) => TokenizerError::UnknownToken(id),
+            wit::Error::Template(m) => TokenizerError::Template(m),
+            wit::Error::Encode(m) => TokenizerError::Encode(m),
+        }
+    }
+}
+
+impl From<Vocabulary> for wit::Vocabulary {
+    fn from(v: Vocabulary) -> Self {
+        wit::Vocabulary {
+            model: v.model,
+            pre: v.pre,
+            tokens: v.tokens,
+            token_types: v.token_types,
+            merges: v.merges,
+            bos_id: v.bos_id,
+            eos_id: v.eos_id,
+            unknown_id: v.unknown_id,
+            padding_id: v.padding_id,
+            add_bos: v.add_bos,
+            chat_template: v.chat_template,
+        }
+    }
+}
+
+/// Distinguishes plugin instances, so a decoder handle cannot be used with another one.
+static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(1);
+
+/// Guest decoders whose handles were dropped without `decode_finish`; freed on the next call.
+type Graveyard = Arc<Mutex<Vec<ResourceAny>>>;
+
+/// A streaming decoder living inside one [`TokenizerPlugin`] instance. Feed it with
+/// [`TokenizerPlugin::decode_next`], end it with [`TokenizerPlugin::decode_finish`]; dropping it
+/// instead frees the guest side on the plugin's next call.
+pub struct DecoderHandle {
+    owner: u64,
+    resource: Option<ResourceAny>,
+    graveyard: Weak<Mutex<Vec<ResourceAny>>>,
+}
+
+impl fmt::Debug for DecoderHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DecoderHandle")
+            .field("owner", &self.owner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for DecoderHandle {
+    fn drop(&mut self) {
+        if let (Some(resource), Some(graveyard)) = (self.resource.take(), self.graveyard.upgrade())
+        {
+            graveyard
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(resource);
+        }
+    }
+}
+
+/// One loaded tokenizer plugin: its store, its instance and the guest tokenizer resource.
+///
+/// Calls are synchronous and run on the caller's thread under the instance's deadline and
+/// memory cap. After a trap the instance is unusable ([`PluginError::Poisoned`]); load a new one.
+pub struct TokenizerPlugin {
+    store: PluginStore,
+    bindings: bindings::TokenizerPlugin,
+    tokenizer: ResourceAny,
+    id: u64,
+    /// Number of tokens in the vocabulary the host passed in.
+    n_vocab: u32,
+    /// Length of the longest token string, to bound decode outputs.
+    max_token_len: usize,
+    graveyard: Graveyard,
+}
+
+impl fmt::Debug for TokenizerPlugin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenizerPlugin")
+            .field("id", &self.id)
+            .field("n_vocab", &self.n_vocab)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenizerPlugin {
+    /// Loads the tokenizer plugin at `wasm_path` and builds `vocab` in it, with the runtime's
+    /// default limits.
+    pub fn load(
+        runtime: &PluginRuntime,
+        wasm_path: &Path,
+        vocab: Vocabulary,
+    ) -> Result<Self, PluginError> {
+        Self::load_with_limits(runtime, wasm_path, vocab, runtime.limits())
+    }
+
+    /// [`TokenizerPlugin::load`] with explicit limits for this instance.
+    pub fn load_with_limits(
+        runtime: &PluginRuntime,
+        wasm_path: &Path,
+        vocab: Vocabulary,
+        limits: &Limits,
+    ) -> Result<Self, PluginError> {
+        let bytes = std::fs::read(wasm_path).map_err(|source| PluginError::Io {
+            path: wasm_path.to_owned(),
+            source,
+        })?;
+        let name = wasm_path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "tokenizer".into());
+        Self::from_bytes(runtime, &name, &bytes, vocab, limits)
+    }
+
+    /// Loads a tokenizer plugin from the component's bytes; `name` attributes its logs.
+    pub fn from_bytes(
+        runtime: &PluginRuntime,
+        name: &str,
+        wasm: &[u8],
+        vocab: Vocabulary,
+        limits: &Limits,
+    ) -> Result<Self, PluginError> {
+        let component = runtime.compile(wasm)?;
+        runtime.audit_imports(&component, TOKENIZER_IMPORTS)?;
+        let pre = runtime
+            .linker()
+            .instantiate_pre(&component)
+            .and_then(bindings::TokenizerPluginPre::new)
+            .map_err(|e| {
+                PluginError::Link(format!(
+                    "not a tokenizer plugin (world textnlp:plugin/tokenizer-plugin@0.1.0): {}",
+                    super::error::describe(&e)
+                ))
+            })?;
+
+        let n_vocab = u32::try_from(vocab.tokens.len()).map_err(|_| {
+            PluginError::Guest(TokenizerError::InvalidVocabulary(
+                "more than 2^32 tokens".into(),
+            ))
+        })?;
+        let max_token_len = vocab.tokens.iter().map(String::len).max().unwrap_or(0);
+        let vocab = wit::Vocabulary::from(vocab);
+
+        let mut store = runtime.new_store(name, limits);
+        let bindings = store.call(|s| pre.instantiate(s))?;
+        let tokenizer = store
+            .call(|s| {
+                bindings
+                    .textnlp_plugin_tokenizer()
+                    .tokenizer()
+                    .call_load(s, &vocab)
+            })?
+            .map_err(TokenizerError::from)?;
+
+        let mut plugin = TokenizerPlugin {
+            store,
+            bindings,
+            tokenizer,
+            id: NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed),
+            n_vocab,
+            max_token_len,
+            graveyard: Arc::new(Mutex::new(Vec::new())),
+        };
+        let size = plugin.vocab_size()?;
+        if size != n_vocab {
+            return Err(PluginError::InvalidOutput(format!(
+                "vocab-size is {size} but the vocabulary has {n_vocab} tokens"
+            )));
+        }
+        plugin.special_tokens()?;
+        Ok(plugin)
+    }
+
+    /// Frees guest decoders whose handles were dropped.
+    fn bury_dropped_decoders(&mut self) -> Result<(), PluginError> {
+        let dropped: Vec<ResourceAny> = std::mem::take(
+            &mut *self.graveyard.lock().unwrap_or_else(|p| p.into_inner()),
+        );
+        for resource in dropped {
+            self.store.call(|s| resource.resource_drop(s))?;
+        }
+        Ok(())
+    }
+
+    fn check_id(&self, what: &str, id: u32) -> Result<u32, PluginError> {
+        if id < self.n_vocab {
+            Ok(id)
+        } else {
+            Err(PluginError::InvalidOutput(format!(
+                "{what} id {id} is outside the vocabulary ({} tokens)",
+                self.n_vocab
+            )))
+        }
+    }
+
+    /// Bound on the text `n` ids can decode to: the longest token, each byte possibly
+    /// rendered as U+FFFD (3 bytes), plus a buffered tail.
+    fn check_text_len(&self, text: &str, n: usize) -> Result<(), PluginError> {
+        let bound = 3 * (n + 1) * (self.max_token_len + 4);
+        if text.len() > bound {
+            return Err(PluginError::InvalidOutput(format!(
+                "{} bytes of text for {n} token(s)",
+                text.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The number of tokens in the vocabulary (a round trip into the plugin).
+    pub fn vocab_size(&mut self) -> Result<u32, PluginError> {
+        let this = self.tokenizer;
+        let api = self.bindings.textnlp_plugin_tokenizer().tokenizer();
+        self.store.call(|s| api.call_vocab_size(s, this))
+    }
+
+    /// The special ids, validated against the vocabulary.
+    pub fn special_tokens(&mut self) -> Result<SpecialTokens, PluginError> {
+        let this = self.tokenizer;
+        let api = self.bindings.textnlp_plugin_tokenizer().tokenizer();
+        let special = self.store.call(|s| api.call_special_tokens(s, this))?;
+        for (what, id) in [
+            ("bos", special.bos),
+            ("eos", special.eos),
+            ("unknown", special.unknown),
+            ("padding", special.padding),
+        ] {
+            if let Some(id) = id {
+                self.check_id(what, id)?;
+            }
+        }
+        for &id in &special.end_of_turn {
+            self.check_id("end-of-turn", id)?;
+        }
+        if let Some(eos) = special.eos
+            && !special.end_of_turn.contains(&eos)
+        {
+            return Err(PluginError::InvalidOutput(
+                "end-of-turn does not include eos".into(),
+            ));
+        }
+        if special.add_bos && special.bos.is_none() {
+            return Err(PluginError::InvalidOutput(
+                "add-bos is set but there is no bos".into(),
+            ));
+        }
+        Ok(special)
+    }
+
+    /// Encodes `text`. With `parse_special`, special-token strings in the text become their
+    /// ids; with `add_special`, the model's BOS is prepended when it asks for one.
+    pub fn encode(
+        &mut self,
+        text: &str,
+        parse_special: bool,
+        add_special: bool,
+    ) -> Result<Vec<u32>, PluginError> {
+        self.bury_dropped_decoders()?;
+        let this = self.tokenizer;
+        let api = self.bindings.textnlp_plugin_tokenizer().tokenizer();
+        let ids = self
+            .store
+            .call(|s| api.call_encode(s, this, text, parse_special, add_special))?
+            .map_err(TokenizerError::from)?;
+        // Every token covers at least one byte of text, except a few added specials.
+        if ids.len() > text.len() + 8 {
+            return Err(PluginError::InvalidOutput(format!(
+                "{} ids for {} bytes of text",
+                ids.len(),
+                text.len()
+            )));
+        }
+        for &id in &ids {
+            self.check_id("token", id)?;
+        }
+        Ok(ids)
+    }
+
+    /// Decodes ids to text; control tokens are dropped when `skip_special` is true.
+    pub fn decode(&mut self, ids: &[u32], skip_special: bool) -> Result<String, PluginError> {
+        self.bury_dropped_decoders()?;
+        let this = self.tokenizer;
+        let api = self.bindings.textnlp_plugin_tokenizer().tokenizer();
+        let text = self
+            .store
+            .call(|s| api.call_decode(s, this, ids, skip_special))?
+            .map_err(TokenizerError::from)?;
+        self.check_text_len(&text, ids.len())?;
+        Ok(text)
+    }
+
+    /// Starts a streaming decoder in the plugin.
+    pub fn incremental_decoder(&mut self, skip_special: bool) -> Result<DecoderHandle, PluginError> {
+        self.bury_dropped_decoders()?;
+        let this = self.tokenizer;
+        let api = self.bindings.textnlp_plugin_tokenizer().tokenizer();
+        let resource = self
+            .store
+            .call(|s| api.call_incremental_decoder(s, this, skip_special))?;
+        Ok(DecoderHandle {
+            owner: self.id,
+            resource: Some(resource),
+            graveyard: Arc::downgrade(&self.graveyard),
+        })
+    }
+
+    fn decoder_resource(&self, d: &DecoderHandle) -> Result<ResourceAny, PluginError> {
+        match d.resource {
+            Some(resource) if d.owner == self.id => Ok(resource),
+            _ => Err(PluginError::InvalidOutput(
+                "decoder handle belongs to another tokenizer instance".into(),
+            )),
+        }
+    }
+
+    /// Feeds one id to a streaming decoder; returns the text that became complete (possibly
+    /// empty, never a broken character).
+    pub fn decode_next(&mut self, d: &DecoderHandle, id: u32) -> Result<String, PluginError> {
+        let resource = self.decoder_resource(d)?;
+        let api = self.bindings.textnlp_plugin_tokenizer().incremental_decoder();
+        let text = self
+            .store
+            .call(|s| api.call_push(s, resource, id))?
+            .map_err(TokenizerError::from)?;
+        self.check_text_len(&text, 1)?;
+        Ok(text)
+    }
+
+    /// Ends a streaming decoder: returns what was still buffered (an incomplete character
+    /// becomes U+FFFD) and frees it.
+    pub fn decode_finish(&mut self, mut d: DecoderHandle) -> Result<String, PluginError> {
+        let resource = self.decoder_resource(&d)?;
+        d.resource = None;
+        let api = self.bindings.textnlp_plugin_tokenizer().incremental_decoder();
+        let text = self.store.call(|s| api.call_finish(s, resource))?;
+        self.store.call(|s| resource.resource_drop(s))?;
+        self.check_text_len(&text, 1)?;
+        Ok(text)
+    }
+
+    /// Renders the model's chat template over `messages`.
+    pub fn apply_chat_template(
+        &mut self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<String, PluginError> {
+        self.bury_dropped_decoders()?;
+        let this = self.tokenizer;
+        let api = self.bindings.textnlp_plugin_tokenizer().tokenizer();
+        Ok(self
+            .store
+            .call(|s| api.call_apply_chat_template(s, this, messages, add_generation_prompt))?
+            .map_err(TokenizerError::from)?)
+    }
+
+    /// The largest linear memory the plugin has used so far, in bytes.
+    pub fn memory_peak(&self) -> usize {
+        self.store.memory_peak()
+    }
+
+    /// Whether an earlier call trapped (every later call fails with `Poisoned`).
+    pub fn is_poisoned(&self) -> bool {
+        self.store.is_poisoned()
+    }
+}

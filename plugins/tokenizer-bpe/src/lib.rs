@@ -1,0 +1,501 @@
+//! `tokenizer-bpe`: the first-party textnlp tokenizer plugin for byte-level BPE vocabularies
+//! (GGUF `tokenizer.ggml.model = "gpt2"`: GPT-2, SmolLM, StarCoder, Llama 3, Qwen 2, ...).
+//!
+//! Encoding runs on the Hugging Face `tokenizers` crate (BPE model + the model's pre-tokenizer,
+//! special tokens as added tokens). Decoding is done here, at the byte level: every token maps
+//! to its bytes once at load time, so `decode` and the incremental decoder are table look-ups and
+//! never split a UTF-8 character. The chat template is rendered with `minijinja`.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use minijinja::value::Value;
+use textnlp_plugin_sdk::tokenizer::{
+    ChatMessage, GuestIncrementalDecoder, GuestTokenizer, IncrementalDecoder, SpecialTokens,
+    Tokenizer, TokenizerError, TokenizerPlugin, Vocabulary,
+};
+use tokenizers::models::bpe::{BPE, Vocab};
+use tokenizers::pre_tokenizers::PreTokenizerWrapper;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::digits::Digits;
+use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+use tokenizers::{AddedToken, SplitDelimiterBehavior};
+
+/// ggml token types (`tokenizer.ggml.token_type`).
+const TYPE_UNKNOWN: i32 = 2;
+const TYPE_CONTROL: i32 = 3;
+const TYPE_USER_DEFINED: i32 = 4;
+
+/// Token texts that end a turn in chat use, besides the vocabulary's `eos`.
+const END_OF_TURN_TOKENS: &[&str] = &[
+    "<|im_end|>",
+    "<|eot_id|>",
+    "<|end|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "<|end_of_text|>",
+    "<|eom_id|>",
+];
+
+/// The Llama 3 pre-tokenizer pattern (GGUF pre "llama-bpe").
+const LLAMA3_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// The Qwen 2 pre-tokenizer pattern: like Llama 3 but every digit alone.
+const QWEN2_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+struct Plugin;
+
+impl TokenizerPlugin for Plugin {
+    type Tokenizer = BpeTokenizer;
+    type IncrementalDecoder = StreamDecoder;
+}
+
+textnlp_plugin_sdk::register_tokenizer!(Plugin);
+
+/// How a token is rendered when decoding.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Render {
+    /// Byte-level text: each char stands for one byte.
+    ByteLevel,
+    /// A special token (control/unknown): its text, or nothing when skipping specials.
+    Special,
+    /// A user-defined token: its text as written, always.
+    Verbatim,
+}
+
+/// The bytes of every token, flattened.
+struct Pieces {
+    bytes: Vec<u8>,
+    /// `offsets[id]..offsets[id + 1]` is token `id`'s range in `bytes`.
+    offsets: Vec<u32>,
+    special: Vec<bool>,
+}
+
+impl Pieces {
+    fn build(tokens: &[String], render: &[Render]) -> Self {
+        let table = ByteLevelTable::new();
+        let mut bytes = Vec::with_capacity(tokens.iter().map(String::len).sum());
+        let mut offsets = Vec::with_capacity(tokens.len() + 1);
+        offsets.push(0);
+        for (token, how) in tokens.iter().zip(render) {
+            match how {
+                Render::ByteLevel => token.chars().for_each(|c| match table.byte(c) {
+                    Some(b) => bytes.push(b),
+                    // Not a byte-level char: keep it as written.
+                    None => bytes.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
+                }),
+                Render::Special | Render::Verbatim => bytes.extend_from_slice(token.as_bytes()),
+            }
+            offsets.push(bytes.len() as u32);
+        }
+        let special = render.iter().map(|r| *r == Render::Special).collect();
+        Pieces {
+            bytes,
+            offsets,
+            special,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.special.len()
+    }
+
+    /// The bytes token `id` decodes to, or `None` for an id outside the vocabulary.
+    fn get(&self, id: u32, skip_special: bool) -> Option<&[u8]> {
+        let i = id as usize;
+        if i >= self.len() {
+            return None;
+        }
+        if skip_special && self.special[i] {
+            return Some(&[]);
+        }
+        Some(&self.bytes[self.offsets[i] as usize..self.offsets[i + 1] as usize])
+    }
+
+    fn append(&self, ids: &[u32], skip_special: bool, out: &mut Vec<u8>) -> Result<(), TokenizerError> {
+        for &id in ids {
+            out.extend_from_slice(self.get(id, skip_special).ok_or(TokenizerError::UnknownToken(id))?);
+        }
+        Ok(())
+    }
+}
+
+/// GPT-2's reversible byte <-> printable-char mapping: bytes that are printable and not space
+/// stand for themselves; the other 68 bytes are shifted to U+0100.. in byte order.
+struct ByteLevelTable {
+    /// `char_to_byte[c]` for `c < 0x144` (all mapped chars are below that).
+    char_to_byte: [Option<u8>; 0x144],
+}
+
+impl ByteLevelTable {
+    fn new() -> Self {
+        let mut char_to_byte = [None; 0x144];
+        let mut shifted = 0u32;
+        for b in 0..=255u8 {
+            let printable = matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
+            let c = if printable {
+                u32::from(b)
+            } else {
+                shifted += 1;
+                0xFF + shifted
+            };
+            char_to_byte[c as usize] = Some(b);
+        }
+        ByteLevelTable { char_to_byte }
+    }
+
+    fn byte(&self, c: char) -> Option<u8> {
+        self.char_to_byte.get(c as usize).copied().flatten()
+    }
+}
+
+/// A loaded byte-level BPE vocabulary.
+pub struct BpeTokenizer {
+    /// `RefCell` because the special-token switch is set per call.
+    inner: RefCell<tokenizers::Tokenizer>,
+    pieces: Rc<Pieces>,
+    special: SpecialTokens,
+    /// The compiled chat template, or why there is none.
+    chat: Result<ChatTemplate, String>,
+}
+
+struct ChatTemplate {
+    env: minijinja::Environment<'static>,
+    bos: String,
+    eos: String,
+}
+
+fn invalid(msg: impl Into<String>) -> TokenizerError {
+    TokenizerError::InvalidVocabulary(msg.into())
+}
+
+impl GuestTokenizer for BpeTokenizer {
+    fn load(vocab: Vocabulary) -> Result<Tokenizer, TokenizerError> {
+        Ok(Tokenizer::new(BpeTokenizer::new(vocab)?))
+    }
+
+    fn vocab_size(&self) -> u32 {
+        self.pieces.len() as u32
+    }
+
+    fn special_tokens(&self) -> SpecialTokens {
+        self.special.clone()
+    }
+
+    fn encode(
+        &self,
+        text: String,
+        parse_special: bool,
+        add_special: bool,
+    ) -> Result<Vec<u32>, TokenizerError> {
+        let mut inner = self.inner.borrow_mut();
+        inner.set_encode_special_tokens(!parse_special);
+        let encoding = inner
+            .encode_fast(text.as_str(), false)
+            .map_err(|e| TokenizerError::Encode(e.to_string()))?;
+        let bos = self.special.bos.filter(|_| add_special && self.special.add_bos);
+        let mut ids = Vec::with_capacity(encoding.len() + 1);
+        ids.extend(bos);
+        ids.extend_from_slice(encoding.get_ids());
+        Ok(ids)
+    }
+
+    fn decode(&self, ids: Vec<u32>, skip_special: bool) -> Result<String, TokenizerError> {
+        let mut bytes = Vec::new();
+        self.pieces.append(&ids, skip_special, &mut bytes)?;
+        Ok(match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        })
+    }
+
+    fn incremental_decoder(&self, skip_special: bool) -> IncrementalDecoder {
+        IncrementalDecoder::new(StreamDecoder {
+            pieces: Rc::clone(&self.pieces),
+            skip_special,
+            pending: RefCell::new(Vec::new()),
+        })
+    }
+
+    fn apply_chat_template(
+        &self,
+        messages: Vec<ChatMessage>,
+        add_generation_prompt: bool,
+    ) -> Result<String, TokenizerError> {
+        let chat = self.chat.as_ref().map_err(|e| TokenizerError::Template(e.clone()))?;
+        let messages: Vec<Value> = messages
+            .into_iter()
+            .map(|m| {
+                Value::from_object(BTreeMap::from([
+                    ("role", Value::from(m.role)),
+                    ("content", Value::from(m.content)),
+                ]))
+            })
+            .collect();
+        let template = chat
+            .env
+            .get_template("chat")
+            .map_err(|e| TokenizerError::Template(describe(&e)))?;
+        template
+            .render(minijinja::context! {
+                messages => messages,
+                add_generation_prompt => add_generation_prompt,
+                bos_token => chat.bos.as_str(),
+                eos_token => chat.eos.as_str(),
+            })
+            .map_err(|e| TokenizerError::Template(describe(&e)))
+    }
+}
+
+impl BpeTokenizer {
+    fn new(vocab: Vocabulary) -> Result<Self, TokenizerError> {
+        if vocab.model != "gpt2" {
+            return Err(invalid(format!(
+                "unsupported tokenizer model {:?}: this plugin handles byte-level BPE (\"gpt2\")",
+                vocab.model
+            )));
+        }
+        let n = vocab.tokens.len();
+        if n == 0 || n > u32::MAX as usize {
+            return Err(invalid(format!("vocabulary has {n} tokens")));
+        }
+        if !vocab.token_types.is_empty() && vocab.token_types.len() != n {
+            return Err(invalid(format!(
+                "{} token types for {n} tokens",
+                vocab.token_types.len()
+            )));
+        }
+        for (what, id) in [
+            ("bos", vocab.bos_id),
+            ("eos", vocab.eos_id),
+            ("unknown", vocab.unknown_id),
+            ("padding", vocab.padding_id),
+        ] {
+            if let Some(id) = id.filter(|&id| id as usize >= n) {
+                return Err(invalid(format!("{what} id {id} is outside the vocabulary ({n} tokens)")));
+            }
+        }
+        let token_type = |id: usize| vocab.token_types.get(id).copied().unwrap_or(1);
+        let render: Vec<Render> = (0..n)
+            .map(|id| match token_type(id) {
+                TYPE_CONTROL | TYPE_UNKNOWN => Render::Special,
+                TYPE_USER_DEFINED => Render::Verbatim,
+                _ => Render::ByteLevel,
+            })
+            .collect();
+
+        let pre = pre_tokenizer(&vocab.pre)?;
+        let merges = vocab
+            .merges
+            .iter()
+            .map(|m| {
+                m.split_once(' ')
+                    .map(|(a, b)| (a.to_owned(), b.to_owned()))
+                    .ok_or_else(|| invalid(format!("merge {m:?} is not \"left right\"")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let ids: Vocab = vocab
+            .tokens
+            .iter()
+            .enumerate()
+            .map(|(id, t)| (t.clone(), id as u32))
+            .collect();
+        let model = BPE::builder()
+            .vocab_and_merges(ids, merges)
+            .build()
+            .map_err(|e| invalid(format!("bad BPE vocabulary: {e}")))?;
+        let mut inner = tokenizers::Tokenizer::new(model);
+        inner.with_pre_tokenizer(Some(pre));
+
+        // Control tokens are matched in the text only when asked (`parse-special`); user-defined
+        // tokens always are (as llama.cpp does).
+        let added = |ty: i32, special: bool| -> Vec<AddedToken> {
+            (0..n)
+                .filter(|&id| token_type(id) == ty && !vocab.tokens[id].is_empty())
+                .map(|id| AddedToken::from(vocab.tokens[id].clone(), special).normalized(false))
+                .collect()
+        };
+        inner.add_special_tokens(&added(TYPE_CONTROL, true));
+        inner.add_tokens(&added(TYPE_USER_DEFINED, false));
+
+        let mut end_of_turn: Vec<u32> = vocab.eos_id.into_iter().collect();
+        for (id, token) in vocab.tokens.iter().enumerate() {
+            if END_OF_TURN_TOKENS.contains(&token.as_str()) && !end_of_turn.contains(&(id as u32)) {
+                end_of_turn.push(id as u32);
+            }
+        }
+        let special = SpecialTokens {
+            bos: vocab.bos_id,
+            eos: vocab.eos_id,
+            unknown: vocab.unknown_id,
+            padding: vocab.padding_id,
+            end_of_turn,
+            add_bos: vocab.add_bos && vocab.bos_id.is_some(),
+        };
+
+        let token_text = |id: Option<u32>| {
+            id.map(|id| vocab.tokens[id as usize].clone())
+                .unwrap_or_default()
+        };
+        let chat = match &vocab.chat_template {
+            None => Err("the model has no chat template".to_owned()),
+            Some(source) => ChatTemplate::compile(
+                source.clone(),
+                token_text(vocab.bos_id),
+                token_text(vocab.eos_id),
+            ),
+        };
+
+        Ok(BpeTokenizer {
+            inner: RefCell::new(inner),
+            pieces: Rc::new(Pieces::build(&vocab.tokens, &render)),
+            special,
+            chat,
+        })
+    }
+}
+
+/// The pre-tokenizer for a GGUF `tokenizer.ggml.pre` name, as llama.cpp defines it.
+fn pre_tokenizer(name: &str) -> Result<PreTokenizerWrapper, TokenizerError> {
+    let byte_level = |use_regex| PreTokenizerWrapper::from(ByteLevel::new(false, true, use_regex));
+    let split_then_bytes = |pattern: &str| -> Result<PreTokenizerWrapper, TokenizerError> {
+        let split = Split::new(
+            SplitPattern::Regex(pattern.to_owned()),
+            SplitDelimiterBehavior::Isolated,
+            false,
+        )
+        .map_err(|e| invalid(format!("pre-tokenizer {name:?}: {e}")))?;
+        Ok(Sequence::new(vec![split.into(), byte_level(false)]).into())
+    };
+    match name {
+        // Every digit alone, then the GPT-2 pattern.
+        "smollm" | "starcoder" | "refact" => {
+            Ok(Sequence::new(vec![Digits::new(true).into(), byte_level(true)]).into())
+        }
+        // The GPT-2 pattern alone.
+        "gpt2" | "gpt-2" | "default" => Ok(byte_level(true)),
+        "llama3" | "llama-v3" | "llama-bpe" => split_then_bytes(LLAMA3_PATTERN),
+        "qwen2" => split_then_bytes(QWEN2_PATTERN),
+        other => Err(invalid(format!("unsupported pre-tokenizer {other:?}"))),
+    }
+}
+
+impl ChatTemplate {
+    fn compile(source: String, bos: String, eos: String) -> Result<Self, String> {
+        let mut env = minijinja::Environment::new();
+        // As Hugging Face's `apply_chat_template` renders them.
+        let syntax = minijinja::syntax::SyntaxConfig::builder()
+            .trim_blocks(true)
+            .lstrip_blocks(true)
+            .build()
+            .map_err(|e| describe(&e))?;
+        env.set_syntax(syntax);
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function("raise_exception", |message: String| -> Result<Value, minijinja::Error> {
+            Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, message))
+        });
+        env.add_template_owned("chat", source)
+            .map_err(|e| format!("cannot parse the chat template: {}", describe(&e)))?;
+        Ok(ChatTemplate { env, bos, eos })
+    }
+}
+
+/// A minijinja error with its causes.
+fn describe(e: &minijinja::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
+
+/// A streaming decoder: buffers bytes until they form complete UTF-8 characters.
+pub struct StreamDecoder {
+    pieces: Rc<Pieces>,
+    skip_special: bool,
+    pending: RefCell<Vec<u8>>,
+}
+
+impl GuestIncrementalDecoder for StreamDecoder {
+    fn push(&self, id: u32) -> Result<String, TokenizerError> {
+        let mut pending = self.pending.borrow_mut();
+        self.pieces.append(&[id], self.skip_special, &mut pending)?;
+        Ok(take_complete(&mut pending))
+    }
+
+    fn finish(&self) -> String {
+        let mut pending = self.pending.borrow_mut();
+        let mut text = take_complete(&mut pending);
+        if !pending.is_empty() {
+            text.push(char::REPLACEMENT_CHARACTER);
+            pending.clear();
+        }
+        text
+    }
+}
+
+/// Removes and returns the longest prefix of `buf` that is decided: complete characters, and
+/// U+FFFD for each invalid sequence (as `String::from_utf8_lossy` would render it). Only an
+/// incomplete character at the very end stays in `buf`.
+fn take_complete(buf: &mut Vec<u8>) -> String {
+    let mut out = String::new();
+    let mut start = 0;
+    while start < buf.len() {
+        match std::str::from_utf8(&buf[start..]) {
+            Ok(text) => {
+                out.push_str(text);
+                start = buf.len();
+            }
+            Err(e) => {
+                let valid = start + e.valid_up_to();
+                // SAFETY-free: the prefix was just validated.
+                out.push_str(std::str::from_utf8(&buf[start..valid]).unwrap_or_default());
+                match e.error_len() {
+                    Some(bad) => {
+                        out.push(char::REPLACEMENT_CHARACTER);
+                        start = valid + bad;
+                    }
+                    None => {
+                        start = valid;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    buf.drain(..start);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_level_table_is_a_bijection() {
+        let t = ByteLevelTable::new();
+        let mapped: Vec<u8> = (0..0x144u32)
+            .filter_map(|c| t.byte(char::from_u32(c).unwrap()))
+            .collect();
+        assert_eq!(mapped.len(), 256);
+        assert_eq!(t.byte('Ġ'), Some(b' '));
+        assert_eq!(t.byte('Ċ'), Some(b'\n'));
+        assert_eq!(t.byte('a'), Some(b'a'));
+    }
+
+    #[test]
+    fn take_complete_holds_back_only_an_incomplete_tail() {
+        let mut buf = "é".as_bytes()[..1].to_vec();
+        assert_eq!(take_complete(&mut buf), "");
+        buf.push("é".as_bytes()[1]);
+        assert_eq!(take_complete(&mut buf), "é");
+        assert!(buf.is_empty());
+        let mut bad = vec![b'a', 0xFF, b'b', 0xE6, 0x97];
+        assert_eq!(take_complete(&mut bad), "a\u{FFFD}b");
+        assert_eq!(bad, vec![0xE6, 0x97]);
+    }
+}

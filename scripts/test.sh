@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Run all tests and checks, failing at the first one that fails:
+#   set-up (plugins + default model), formatting, host tests, host clippy, plugin clippy.
+# This is what CI runs (.ci/run), on a clean clone with 2 cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CURRENT=""
+step() { CURRENT="$1"; printf '\n==> test: %s\n' "$1" >&2; }
+trap 'rc=$?; if [ $rc -ne 0 ]; then printf "\ntest: FAILED (exit %s) at step: %s\n" "$rc" "$CURRENT" >&2; fi' EXIT
+
+command -v cargo >/dev/null 2>&1 || { [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"; }
+command -v cargo >/dev/null 2>&1 || { echo "test: cargo not found on PATH" >&2; exit 1; }
+
+step "set-up (scripts/setup.sh)"
+scripts/setup.sh
+
+# Cheap checks first, so a formatting slip fails in seconds, not after the test build.
+step "formatting (cargo fmt --all -- --check)"
+cargo fmt --all -- --check
+step "formatting of the plugin workspace (cd plugins && cargo fmt --all -- --check)"
+(cd plugins && cargo fmt --all -- --check)
+
+step "tests (cargo test --release --workspace)"
+cargo test --release --workspace
+
+step "lints (cargo clippy --release --workspace --all-targets -- -D warnings)"
+cargo clippy --release --workspace --all-targets -- -D warnings
+
+step "plugin lints (cd plugins && cargo clippy --release --target wasm32-wasip2 -- -D warnings)"
+(cd plugins && cargo clippy --release --target wasm32-wasip2 -- -D warnings)
+
+CURRENT=""
+printf '\ntest: all steps passed\n' >&2
