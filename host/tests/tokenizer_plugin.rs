@@ -188,7 +188,10 @@ fn renders_the_chat_template() {
          Face<|im_end|>\n<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n"
     );
     let text = tk.apply_chat_template(&messages, false).expect("template");
-    assert!(text.ends_with("<|im_start|>user\nHello<|im_end|>\n"), "{text:?}");
+    assert!(
+        text.ends_with("<|im_start|>user\nHello<|im_end|>\n"),
+        "{text:?}"
+    );
     // A conversation that starts with its own system message gets no default one.
     let messages = [
         ChatMessage {
@@ -217,7 +220,11 @@ fn special_tokens_come_from_the_file() {
     assert_eq!(special.unknown, Some(0));
     assert_eq!(special.padding, Some(2));
     assert!(!special.add_bos);
-    assert!(special.end_of_turn.contains(&2), "{:?}", special.end_of_turn);
+    assert!(
+        special.end_of_turn.contains(&2),
+        "{:?}",
+        special.end_of_turn
+    );
     assert_eq!(tk.vocab_size().expect("vocab size"), 49152);
 }
 
@@ -260,7 +267,10 @@ fn unsupported_vocabularies_are_refused_clearly() {
     vocab.pre = "no-such-pre".into();
     match TokenizerPlugin::load(runtime(), &plugin_path(), vocab) {
         Err(PluginError::Guest(TokenizerError::InvalidVocabulary(m))) => {
-            assert!(m.contains("unsupported pre-tokenizer \"no-such-pre\""), "{m}")
+            assert!(
+                m.contains("unsupported pre-tokenizer \"no-such-pre\""),
+                "{m}"
+            )
         }
         other => panic!("expected InvalidVocabulary, got {other:?}"),
     }
@@ -287,7 +297,11 @@ fn invalid_wasm_is_a_compile_error() {
         Err(PluginError::Link(m)) => assert!(m.contains("tokenizer-plugin"), "{m}"),
         other => panic!("expected a link error, got {other:?}"),
     }
-    match TokenizerPlugin::load(runtime(), std::path::Path::new("/no/such/plugin.wasm"), vocab()) {
+    match TokenizerPlugin::load(
+        runtime(),
+        std::path::Path::new("/no/such/plugin.wasm"),
+        vocab(),
+    ) {
         Err(PluginError::Io { .. }) => {}
         other => panic!("expected an I/O error, got {other:?}"),
     }
@@ -331,5 +345,8 @@ fn memory_use_is_well_under_the_default_limit() {
     let tk = shared();
     let peak = tk.memory_peak();
     eprintln!("tokenizer plugin peak linear memory: {} MiB", peak >> 20);
-    assert!(peak > 0 && peak < Limits::default().memory_bytes / 2, "{peak}");
+    assert!(
+        peak > 0 && peak < Limits::default().memory_bytes / 2,
+        "{peak}"
+    );
 }

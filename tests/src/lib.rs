@@ -1,1 +1,62 @@
-//! Shared helpers for the end-to-end tests live in `tests/tests/`.
+//! Shared helpers for textnlp's end-to-end tests: golden files and the installed model.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use textnlp_host::model::Llama;
+use textnlp_host::model::gguf::GgufFile;
+
+/// Directory of the reference outputs (from llama.cpp and the Python metric packages).
+pub fn golden_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("golden")
+}
+
+/// Reads a JSON-lines golden file.
+pub fn golden_jsonl(relative: &str) -> Vec<Value> {
+    let path = golden_dir().join(relative);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("golden line is JSON"))
+        .collect()
+}
+
+/// Reads raw little-endian f32 values.
+pub fn golden_f32(relative: &str) -> Vec<f32> {
+    let bytes = std::fs::read(golden_dir().join(relative)).expect("reading golden f32 file");
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+/// The installed default model; fails with instructions when set-up has not run.
+pub fn default_model() -> Llama {
+    let path = textnlp_host::paths::default_model();
+    assert!(
+        path.exists(),
+        "default model missing at {}: run scripts/setup.sh first",
+        path.display()
+    );
+    let file = GgufFile::open(&path).expect("model parses");
+    Llama::load(file).expect("model loads")
+}
+
+/// A JSON array of numbers as `u32`s.
+pub fn ids(v: &Value) -> Vec<u32> {
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_u64().expect("id") as u32)
+        .collect()
+}
+
+/// A golden step's top-k list `[[id, logit], ...]`.
+pub fn top_pairs(v: &Value) -> Vec<(u32, f32)> {
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|p| (p[0].as_u64().expect("id") as u32, p[1].as_f64().expect("logit") as f32))
+        .collect()
+}

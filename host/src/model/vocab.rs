@@ -45,7 +45,10 @@ impl fmt::Debug for Vocabulary {
             .field("unknown_id", &self.unknown_id)
             .field("padding_id", &self.padding_id)
             .field("add_bos", &self.add_bos)
-            .field("chat_template", &self.chat_template.as_ref().map(String::len))
+            .field(
+                "chat_template",
+                &self.chat_template.as_ref().map(String::len),
+            )
             .finish()
     }
 }
@@ -114,7 +117,9 @@ pub fn vocabulary_from_gguf(meta: &Metadata) -> Result<Vocabulary, VocabError> {
         eos_id: special("tokenizer.ggml.eos_token_id")?,
         unknown_id: special("tokenizer.ggml.unknown_token_id")?,
         padding_id: special("tokenizer.ggml.padding_token_id")?,
-        add_bos: meta.opt_bool("tokenizer.ggml.add_bos_token")?.unwrap_or(false),
+        add_bos: meta
+            .opt_bool("tokenizer.ggml.add_bos_token")?
+            .unwrap_or(false),
         chat_template: meta.opt_str("tokenizer.chat_template")?.map(str::to_owned),
         model,
         tokens,

@@ -201,7 +201,9 @@ impl PluginRuntime {
 
     fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Component>> {
         // A panic while holding the lock cannot leave the map inconsistent.
-        self.compiled.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.compiled
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Checks a component's imports against the interfaces its plugin kind may use (each an
@@ -320,7 +322,10 @@ impl PluginStore {
         let mut message = describe(e);
         match kind {
             TrapKind::Timeout => {
-                message = format!("the call ran past its {:?} deadline ({message})", self.deadline)
+                message = format!(
+                    "the call ran past its {:?} deadline ({message})",
+                    self.deadline
+                )
             }
             TrapKind::OutOfMemory => {
                 message = format!(

@@ -267,9 +267,8 @@ impl TokenizerPlugin {
 
     /// Frees guest decoders whose handles were dropped.
     fn bury_dropped_decoders(&mut self) -> Result<(), PluginError> {
-        let dropped: Vec<ResourceAny> = std::mem::take(
-            &mut *self.graveyard.lock().unwrap_or_else(|p| p.into_inner()),
-        );
+        let dropped: Vec<ResourceAny> =
+            std::mem::take(&mut *self.graveyard.lock().unwrap_or_else(|p| p.into_inner()));
         for resource in dropped {
             self.store.call(|s| resource.resource_drop(s))?;
         }
@@ -383,7 +382,10 @@ impl TokenizerPlugin {
     }
 
     /// Starts a streaming decoder in the plugin.
-    pub fn incremental_decoder(&mut self, skip_special: bool) -> Result<DecoderHandle, PluginError> {
+    pub fn incremental_decoder(
+        &mut self,
+        skip_special: bool,
+    ) -> Result<DecoderHandle, PluginError> {
         self.bury_dropped_decoders()?;
         let this = self.tokenizer;
         let api = self.bindings.textnlp_plugin_tokenizer().tokenizer();
@@ -410,7 +412,10 @@ impl TokenizerPlugin {
     /// empty, never a broken character).
     pub fn decode_next(&mut self, d: &DecoderHandle, id: u32) -> Result<String, PluginError> {
         let resource = self.decoder_resource(d)?;
-        let api = self.bindings.textnlp_plugin_tokenizer().incremental_decoder();
+        let api = self
+            .bindings
+            .textnlp_plugin_tokenizer()
+            .incremental_decoder();
         let text = self
             .store
             .call(|s| api.call_push(s, resource, id))?
@@ -424,7 +429,10 @@ impl TokenizerPlugin {
     pub fn decode_finish(&mut self, mut d: DecoderHandle) -> Result<String, PluginError> {
         let resource = self.decoder_resource(&d)?;
         d.resource = None;
-        let api = self.bindings.textnlp_plugin_tokenizer().incremental_decoder();
+        let api = self
+            .bindings
+            .textnlp_plugin_tokenizer()
+            .incremental_decoder();
         let text = self.store.call(|s| api.call_finish(s, resource))?;
         self.store.call(|s| resource.resource_drop(s))?;
         self.check_text_len(&text, 1)?;

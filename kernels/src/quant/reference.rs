@@ -414,3 +414,207 @@ fn quant_q6_k(x: &[f32], b: &mut [u8]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const F16_HALF: [u8; 2] = [0x00, 0x38]; // 0.5
+    const F16_ONE: [u8; 2] = [0x00, 0x3C]; // 1.0
+    const F16_QUARTER: [u8; 2] = [0x00, 0x34]; // 0.25
+    const F16_MINUS_ONE: [u8; 2] = [0x00, 0xBC]; // -1.0
+
+    fn deq(ty: TensorType, block: &[u8]) -> Vec<f32> {
+        let mut y = vec![0f32; ty.block_elems()];
+        dequantize_row(ty, block, &mut y);
+        y
+    }
+
+    #[test]
+    fn float_types() {
+        assert_eq!(deq(TensorType::F32, &1.5f32.to_le_bytes()), [1.5]);
+        assert_eq!(deq(TensorType::F16, &[0x00, 0x3E]), [1.5]); // f16 0x3E00
+        assert_eq!(deq(TensorType::BF16, &[0xC0, 0x3F]), [1.5]); // bf16 0x3FC0
+        assert_eq!(deq(TensorType::BF16, &[0x80, 0xBF]), [-1.0]);
+    }
+
+    #[test]
+    fn q4_0_block() {
+        // d = 0.5; qs[j] = j | (15 − j) << 4 → y[j] = 0.5(j − 8), y[j+16] = 0.5(7 − j).
+        let mut b = F16_HALF.to_vec();
+        b.extend((0..16u8).map(|j| j | ((15 - j) << 4)));
+        let y = deq(TensorType::Q4_0, &b);
+        assert_eq!([y[0], y[8], y[15], y[16], y[31]], [-4.0, 0.0, 3.5, 3.5, -4.0]);
+        for j in 0..16 {
+            assert_eq!(y[j], 0.5 * (j as f32 - 8.0));
+            assert_eq!(y[j + 16], 0.5 * (7.0 - j as f32));
+        }
+    }
+
+    #[test]
+    fn q4_1_block() {
+        // d = 0.5, m = −1; y[j] = 0.5·j − 1, y[j+16] = 0.5·(15 − j) − 1.
+        let mut b = [F16_HALF, F16_MINUS_ONE].concat();
+        b.extend((0..16u8).map(|j| j | ((15 - j) << 4)));
+        let y = deq(TensorType::Q4_1, &b);
+        assert_eq!([y[0], y[15], y[16], y[31]], [-1.0, 6.5, 6.5, -1.0]);
+        for j in 0..16 {
+            assert_eq!(y[j], 0.5 * j as f32 - 1.0);
+            assert_eq!(y[j + 16], 0.5 * (15 - j) as f32 - 1.0);
+        }
+    }
+
+    #[test]
+    fn q5_0_block() {
+        // d = 1; qh bit e = fifth bit of element e: bits 0 and 31 set.
+        // qs[0] = 0x21: element 0 = (1 | 16) − 16 = 1, element 16 = 2 − 16 = −14;
+        // other qs 0: element 31 = (0 | 16) − 16 = 0, the rest −16.
+        let mut b = F16_ONE.to_vec();
+        b.extend(0x8000_0001u32.to_le_bytes());
+        b.extend([0x21].into_iter().chain([0u8; 15]));
+        let y = deq(TensorType::Q5_0, &b);
+        assert_eq!([y[0], y[1], y[15], y[16], y[17], y[31]], [1.0, -16.0, -16.0, -14.0, -16.0, 0.0]);
+    }
+
+    #[test]
+    fn q5_1_block() {
+        // d = 0.5, m = 1; qh = 0xFFFF0000 (elements 16..32 get 16); qs[j] = j:
+        // y[j] = 0.5·j + 1, y[j+16] = 0.5·16 + 1 = 9.
+        let mut b = [F16_HALF, F16_ONE].concat();
+        b.extend(0xFFFF_0000u32.to_le_bytes());
+        b.extend(0..16u8);
+        let y = deq(TensorType::Q5_1, &b);
+        for j in 0..16 {
+            assert_eq!(y[j], 0.5 * j as f32 + 1.0);
+            assert_eq!(y[j + 16], 9.0);
+        }
+    }
+
+    #[test]
+    fn q8_0_block() {
+        // d = 0.25, qs[i] = i − 16, except qs[31] = −128.
+        let mut b = F16_QUARTER.to_vec();
+        b.extend((0..31).map(|i| (i as i8 - 16) as u8).chain([0x80]));
+        let y = deq(TensorType::Q8_0, &b);
+        assert_eq!([y[0], y[16], y[30], y[31]], [-4.0, 0.0, 3.5, -32.0]);
+    }
+
+    /// sc = [1, 2, 3, 4, 17, 33, 48, 63], mn = [0, 1, 2, 3, 16, 20, 40, 63], packed by hand.
+    const K_SCALES: [u8; 12] = [0x41, 0x82, 0xC3, 0xC4, 0x40, 0x41, 0x82, 0xC3, 0x01, 0x41, 0x80, 0xFF];
+
+    #[test]
+    fn k_scale_unpacking() {
+        let (sc, mn) = k4_scales_mins(&K_SCALES);
+        assert_eq!(sc, [1, 2, 3, 4, 17, 33, 48, 63]);
+        assert_eq!(mn, [0, 1, 2, 3, 16, 20, 40, 63]);
+        let mut packed = [0u8; 12];
+        pack_k4_scales_mins(&sc, &mn, &mut packed);
+        assert_eq!(packed, K_SCALES);
+    }
+
+    #[test]
+    fn q4_k_block() {
+        // d = 1, dmin = 0.5, every qs byte 0x53: even sub-blocks q = 3, odd ones q = 5.
+        // y = d·sc·q − dmin·mn per sub-block of 32.
+        let mut b = [F16_ONE, F16_HALF].concat();
+        b.extend(K_SCALES);
+        b.extend([0x53; 128]);
+        let y = deq(TensorType::Q4_K, &b);
+        let want = [3.0, 9.5, 8.0, 18.5, 43.0, 155.0, 124.0, 283.5];
+        for (g, w) in want.iter().enumerate() {
+            assert!(y[32 * g..32 * g + 32].iter().all(|v| v == w), "sub-block {g}");
+        }
+    }
+
+    #[test]
+    fn q5_k_block() {
+        // As Q4_K, plus qh[l] = 0b1010_1010: odd sub-blocks get 16 → q = 21.
+        let mut b = [F16_ONE, F16_HALF].concat();
+        b.extend(K_SCALES);
+        b.extend([0xAA; 32]);
+        b.extend([0x53; 128]);
+        let y = deq(TensorType::Q5_K, &b);
+        let want = [3.0, 41.5, 8.0, 82.5, 43.0, 683.0, 124.0, 1291.5];
+        for (g, w) in want.iter().enumerate() {
+            assert!(y[32 * g..32 * g + 32].iter().all(|v| v == w), "sub-block {g}");
+        }
+    }
+
+    #[test]
+    fn q6_k_block() {
+        // ql bytes 0x21, qh bytes 0xE4 (bits 2k..2k+2 = k): quarter k of each 128 has
+        // q = 1, 17, 34, 50; scales[i] = i − 8; d = 0.5; y = d·sc[e/16]·(q − 32).
+        let mut b = vec![0x21; 128];
+        b.extend([0xE4; 64]);
+        b.extend((0..16).map(|i| (i as i8 - 8) as u8));
+        b.extend(F16_HALF);
+        let y = deq(TensorType::Q6_K, &b);
+        let spots = [(0, 124.0), (32, 45.0), (64, -4.0), (96, -18.0), (128, 0.0), (255, 63.0)];
+        for (e, v) in spots {
+            assert_eq!(y[e], v, "element {e}");
+        }
+        for (e, &v) in y.iter().enumerate() {
+            let q = [1.0, 17.0, 34.0, 50.0][(e % 128) / 32];
+            assert_eq!(v, 0.5 * ((e / 16) as f32 - 8.0) * (q - 32.0), "element {e}");
+        }
+    }
+
+    fn pseudo_random(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed | 1;
+        (0..n)
+            .map(|i| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                let u = (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+                u * (1.0 + (i / 32 % 5) as f32)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn quantize_round_trip() {
+        let cases = [
+            (TensorType::F32, 0.0),
+            (TensorType::F16, 1e-3),
+            (TensorType::BF16, 5e-3),
+            (TensorType::Q4_0, 0.12),
+            (TensorType::Q4_1, 0.08),
+            (TensorType::Q5_0, 0.06),
+            (TensorType::Q5_1, 0.04),
+            (TensorType::Q8_0, 0.01),
+            (TensorType::Q4_K, 0.1),
+            (TensorType::Q5_K, 0.05),
+            (TensorType::Q6_K, 0.03),
+        ];
+        for (ty, tol) in cases {
+            let x = pseudo_random(512, 7);
+            let mut b = vec![0u8; ty.row_bytes(512).unwrap() as usize];
+            quantize_row(ty, &x, &mut b);
+            let mut y = vec![0f32; 512];
+            dequantize_row(ty, &b, &mut y);
+            let err: f32 = x.iter().zip(&y).map(|(a, b)| (a - b) * (a - b)).sum();
+            let norm: f32 = x.iter().map(|a| a * a).sum();
+            let rel = (err / norm).sqrt();
+            assert!(rel <= tol, "{ty}: relative RMS error {rel} > {tol}");
+        }
+    }
+
+    #[test]
+    fn quantize_zero_blocks() {
+        for ty in TensorType::ALL {
+            let x = vec![0f32; 256];
+            let mut b = vec![0u8; ty.row_bytes(256).unwrap() as usize];
+            quantize_row(ty, &x, &mut b);
+            let mut y = vec![1f32; 256];
+            dequantize_row(ty, &b, &mut y);
+            assert!(y.iter().all(|&v| v == 0.0), "{ty}");
+        }
+    }
+
+    #[test]
+    #[should_panic]
+    fn length_mismatch_panics() {
+        dequantize_row(TensorType::Q4_1, &[0u8; 19], &mut [0f32; 32]);
+    }
+}

@@ -7,21 +7,18 @@
 //! never split a UTF-8 character. The chat template is rendered with `minijinja`.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
+use aho_corasick::{AhoCorasick, MatchKind};
+use fancy_regex::Regex;
 use minijinja::value::Value;
 use textnlp_plugin_sdk::tokenizer::{
     ChatMessage, GuestIncrementalDecoder, GuestTokenizer, IncrementalDecoder, SpecialTokens,
     Tokenizer, TokenizerError, TokenizerPlugin, Vocabulary,
 };
+use tokenizers::Model;
 use tokenizers::models::bpe::{BPE, Vocab};
-use tokenizers::pre_tokenizers::PreTokenizerWrapper;
-use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-use tokenizers::pre_tokenizers::digits::Digits;
-use tokenizers::pre_tokenizers::sequence::Sequence;
-use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
-use tokenizers::{AddedToken, SplitDelimiterBehavior};
 
 /// ggml token types (`tokenizer.ggml.token_type`).
 const TYPE_UNKNOWN: i32 = 2;
@@ -39,6 +36,9 @@ const END_OF_TURN_TOKENS: &[&str] = &[
     "<|eom_id|>",
 ];
 
+/// The GPT-2 pattern as Hugging Face's `ByteLevel` pre-tokenizer writes it (llama.cpp's
+/// "gpt-2" pattern plus a final `\s+`, which its hand-written splitter implies).
+const GPT2_PATTERN: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
 /// The Llama 3 pre-tokenizer pattern (GGUF pre "llama-bpe").
 const LLAMA3_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 /// The Qwen 2 pre-tokenizer pattern: like Llama 3 but every digit alone.
@@ -113,9 +113,17 @@ impl Pieces {
         Some(&self.bytes[self.offsets[i] as usize..self.offsets[i + 1] as usize])
     }
 
-    fn append(&self, ids: &[u32], skip_special: bool, out: &mut Vec<u8>) -> Result<(), TokenizerError> {
+    fn append(
+        &self,
+        ids: &[u32],
+        skip_special: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<(), TokenizerError> {
         for &id in ids {
-            out.extend_from_slice(self.get(id, skip_special).ok_or(TokenizerError::UnknownToken(id))?);
+            out.extend_from_slice(
+                self.get(id, skip_special)
+                    .ok_or(TokenizerError::UnknownToken(id))?,
+            );
         }
         Ok(())
     }
@@ -148,12 +156,22 @@ impl ByteLevelTable {
     fn byte(&self, c: char) -> Option<u8> {
         self.char_to_byte.get(c as usize).copied().flatten()
     }
+
+    /// The char each byte stands for.
+    fn byte_chars(&self) -> [char; 256] {
+        let mut out = ['\0'; 256];
+        for (c, b) in self.char_to_byte.iter().enumerate() {
+            if let (Some(b), Some(c)) = (b, char::from_u32(c as u32)) {
+                out[usize::from(*b)] = c;
+            }
+        }
+        out
+    }
 }
 
 /// A loaded byte-level BPE vocabulary.
 pub struct BpeTokenizer {
-    /// `RefCell` because the special-token switch is set per call.
-    inner: RefCell<tokenizers::Tokenizer>,
+    encoder: Encoder,
     pieces: Rc<Pieces>,
     special: SpecialTokens,
     /// The compiled chat template, or why there is none.
@@ -189,15 +207,15 @@ impl GuestTokenizer for BpeTokenizer {
         parse_special: bool,
         add_special: bool,
     ) -> Result<Vec<u32>, TokenizerError> {
-        let mut inner = self.inner.borrow_mut();
-        inner.set_encode_special_tokens(!parse_special);
-        let encoding = inner
-            .encode_fast(text.as_str(), false)
-            .map_err(|e| TokenizerError::Encode(e.to_string()))?;
-        let bos = self.special.bos.filter(|_| add_special && self.special.add_bos);
-        let mut ids = Vec::with_capacity(encoding.len() + 1);
+        let bos = self
+            .special
+            .bos
+            .filter(|_| add_special && self.special.add_bos);
+        let mut ids = Vec::with_capacity(text.len() / 3 + 2);
         ids.extend(bos);
-        ids.extend_from_slice(encoding.get_ids());
+        self.encoder
+            .encode(&text, parse_special, &mut ids)
+            .map_err(TokenizerError::Encode)?;
         Ok(ids)
     }
 
@@ -223,7 +241,10 @@ impl GuestTokenizer for BpeTokenizer {
         messages: Vec<ChatMessage>,
         add_generation_prompt: bool,
     ) -> Result<String, TokenizerError> {
-        let chat = self.chat.as_ref().map_err(|e| TokenizerError::Template(e.clone()))?;
+        let chat = self
+            .chat
+            .as_ref()
+            .map_err(|e| TokenizerError::Template(e.clone()))?;
         let messages: Vec<Value> = messages
             .into_iter()
             .map(|m| {
@@ -273,7 +294,9 @@ impl BpeTokenizer {
             ("padding", vocab.padding_id),
         ] {
             if let Some(id) = id.filter(|&id| id as usize >= n) {
-                return Err(invalid(format!("{what} id {id} is outside the vocabulary ({n} tokens)")));
+                return Err(invalid(format!(
+                    "{what} id {id} is outside the vocabulary ({n} tokens)"
+                )));
             }
         }
         let token_type = |id: usize| vocab.token_types.get(id).copied().unwrap_or(1);
@@ -285,39 +308,7 @@ impl BpeTokenizer {
             })
             .collect();
 
-        let pre = pre_tokenizer(&vocab.pre)?;
-        let merges = vocab
-            .merges
-            .iter()
-            .map(|m| {
-                m.split_once(' ')
-                    .map(|(a, b)| (a.to_owned(), b.to_owned()))
-                    .ok_or_else(|| invalid(format!("merge {m:?} is not \"left right\"")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let ids: Vocab = vocab
-            .tokens
-            .iter()
-            .enumerate()
-            .map(|(id, t)| (t.clone(), id as u32))
-            .collect();
-        let model = BPE::builder()
-            .vocab_and_merges(ids, merges)
-            .build()
-            .map_err(|e| invalid(format!("bad BPE vocabulary: {e}")))?;
-        let mut inner = tokenizers::Tokenizer::new(model);
-        inner.with_pre_tokenizer(Some(pre));
-
-        // Control tokens are matched in the text only when asked (`parse-special`); user-defined
-        // tokens always are (as llama.cpp does).
-        let added = |ty: i32, special: bool| -> Vec<AddedToken> {
-            (0..n)
-                .filter(|&id| token_type(id) == ty && !vocab.tokens[id].is_empty())
-                .map(|id| AddedToken::from(vocab.tokens[id].clone(), special).normalized(false))
-                .collect()
-        };
-        inner.add_special_tokens(&added(TYPE_CONTROL, true));
-        inner.add_tokens(&added(TYPE_USER_DEFINED, false));
+        let encoder = Encoder::new(&vocab, |id| token_type(id))?;
 
         let mut end_of_turn: Vec<u32> = vocab.eos_id.into_iter().collect();
         for (id, token) in vocab.tokens.iter().enumerate() {
@@ -348,7 +339,7 @@ impl BpeTokenizer {
         };
 
         Ok(BpeTokenizer {
-            inner: RefCell::new(inner),
+            encoder,
             pieces: Rc::new(Pieces::build(&vocab.tokens, &render)),
             special,
             chat,
@@ -356,28 +347,204 @@ impl BpeTokenizer {
     }
 }
 
-/// The pre-tokenizer for a GGUF `tokenizer.ggml.pre` name, as llama.cpp defines it.
-fn pre_tokenizer(name: &str) -> Result<PreTokenizerWrapper, TokenizerError> {
-    let byte_level = |use_regex| PreTokenizerWrapper::from(ByteLevel::new(false, true, use_regex));
-    let split_then_bytes = |pattern: &str| -> Result<PreTokenizerWrapper, TokenizerError> {
-        let split = Split::new(
-            SplitPattern::Regex(pattern.to_owned()),
-            SplitDelimiterBehavior::Isolated,
-            false,
-        )
-        .map_err(|e| invalid(format!("pre-tokenizer {name:?}: {e}")))?;
-        Ok(Sequence::new(vec![split.into(), byte_level(false)]).into())
-    };
-    match name {
-        // Every digit alone, then the GPT-2 pattern.
-        "smollm" | "starcoder" | "refact" => {
-            Ok(Sequence::new(vec![Digits::new(true).into(), byte_level(true)]).into())
+/// How text is cut into pieces before BPE, per GGUF `tokenizer.ggml.pre` (as llama.cpp and the
+/// models' Hugging Face `tokenizer.json` define them).
+enum Splitter {
+    /// Every digit alone, then the pattern over the runs between digits (Hugging Face's
+    /// `Sequence[Digits(individual_digits), ByteLevel(use_regex)]`).
+    DigitsThen(Regex),
+    /// The pattern alone (`ByteLevel(use_regex)`, or `Split(pattern, Isolated)` followed by
+    /// `ByteLevel` without its own pattern).
+    Pattern(Regex),
+}
+
+impl Splitter {
+    fn for_pre(name: &str) -> Result<Self, TokenizerError> {
+        let regex = |pattern: &str| {
+            Regex::new(pattern).map_err(|e| invalid(format!("pre-tokenizer {name:?}: {e}")))
+        };
+        match name {
+            "smollm" | "starcoder" | "refact" => Ok(Splitter::DigitsThen(regex(GPT2_PATTERN)?)),
+            "gpt2" | "gpt-2" | "default" => Ok(Splitter::Pattern(regex(GPT2_PATTERN)?)),
+            "llama3" | "llama-v3" | "llama-bpe" => Ok(Splitter::Pattern(regex(LLAMA3_PATTERN)?)),
+            "qwen2" => Ok(Splitter::Pattern(regex(QWEN2_PATTERN)?)),
+            other => Err(invalid(format!("unsupported pre-tokenizer {other:?}"))),
         }
-        // The GPT-2 pattern alone.
-        "gpt2" | "gpt-2" | "default" => Ok(byte_level(true)),
-        "llama3" | "llama-v3" | "llama-bpe" => split_then_bytes(LLAMA3_PATTERN),
-        "qwen2" => split_then_bytes(QWEN2_PATTERN),
-        other => Err(invalid(format!("unsupported pre-tokenizer {other:?}"))),
+    }
+
+    /// Calls `f` on each piece of `text`, in order; the pieces cover `text` exactly.
+    fn split(&self, text: &str, f: &mut impl FnMut(&str) -> Result<(), String>) -> Result<(), String> {
+        match self {
+            Splitter::Pattern(re) => split_isolated(re, text, f),
+            Splitter::DigitsThen(re) => {
+                let mut start = 0;
+                for (i, c) in text.char_indices() {
+                    if c.is_numeric() {
+                        split_isolated(re, &text[start..i], f)?;
+                        let end = i + c.len_utf8();
+                        f(&text[i..end])?;
+                        start = end;
+                    }
+                }
+                split_isolated(re, &text[start..], f)
+            }
+        }
+    }
+}
+
+/// Matches of `re` and the text between them, each a piece (empty ones skipped).
+fn split_isolated(
+    re: &Regex,
+    text: &str,
+    f: &mut impl FnMut(&str) -> Result<(), String>,
+) -> Result<(), String> {
+    let mut last = 0;
+    for m in re.find_iter(text) {
+        let m = m.map_err(|e| format!("pre-tokenizer pattern failed: {e}"))?;
+        if m.start() > last {
+            f(&text[last..m.start()])?;
+        }
+        if m.end() > m.start() {
+            f(m.as_str())?;
+        }
+        last = m.end();
+    }
+    if last < text.len() {
+        f(&text[last..])?;
+    }
+    Ok(())
+}
+
+/// Special-token matcher: leftmost-longest over the token texts.
+struct SpecialMatcher {
+    automaton: AhoCorasick,
+    ids: Vec<u32>,
+}
+
+impl SpecialMatcher {
+    fn new(tokens: Vec<(&str, u32)>) -> Result<Option<Self>, TokenizerError> {
+        if tokens.is_empty() {
+            return Ok(None);
+        }
+        let automaton = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(tokens.iter().map(|(text, _)| text))
+            .map_err(|e| invalid(format!("special tokens: {e}")))?;
+        Ok(Some(SpecialMatcher {
+            automaton,
+            ids: tokens.into_iter().map(|(_, id)| id).collect(),
+        }))
+    }
+}
+
+/// Pieces longer than this (in bytes) are not cached.
+const MAX_CACHED_PIECE: usize = 256;
+/// The piece cache is emptied when it reaches this many entries.
+const PIECE_CACHE_CAPACITY: usize = 32_768;
+
+/// Text -> ids: special tokens, then the pre-tokenizer's pieces, each mapped to byte-level
+/// characters and merged by Hugging Face's BPE model. This is the pipeline `tokenizers`
+/// runs for these vocabularies (see the `reference` tests), without its offset bookkeeping.
+struct Encoder {
+    model: BPE,
+    splitter: Splitter,
+    /// Control and user-defined tokens (`parse-special`).
+    all_specials: Option<SpecialMatcher>,
+    /// User-defined tokens only (always matched).
+    user_defined: Option<SpecialMatcher>,
+    byte_chars: [char; 256],
+    /// Ids of recently seen pieces.
+    cache: RefCell<HashMap<Box<str>, Box<[u32]>>>,
+}
+
+impl Encoder {
+    fn new(vocab: &Vocabulary, token_type: impl Fn(usize) -> i32) -> Result<Self, TokenizerError> {
+        let splitter = Splitter::for_pre(&vocab.pre)?;
+        let merges = vocab
+            .merges
+            .iter()
+            .map(|m| {
+                m.split_once(' ')
+                    .map(|(a, b)| (a.to_owned(), b.to_owned()))
+                    .ok_or_else(|| invalid(format!("merge {m:?} is not \"left right\"")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let ids: Vocab = vocab
+            .tokens
+            .iter()
+            .enumerate()
+            .map(|(id, t)| (t.clone(), id as u32))
+            .collect();
+        let model = BPE::builder()
+            .vocab_and_merges(ids, merges)
+            .cache_capacity(0)
+            .build()
+            .map_err(|e| invalid(format!("bad BPE vocabulary: {e}")))?;
+
+        let specials = |types: &[i32]| -> Vec<(&str, u32)> {
+            vocab
+                .tokens
+                .iter()
+                .enumerate()
+                .filter(|&(id, text)| types.contains(&token_type(id)) && !text.is_empty())
+                .map(|(id, text)| (text.as_str(), id as u32))
+                .collect()
+        };
+        Ok(Encoder {
+            model,
+            splitter,
+            all_specials: SpecialMatcher::new(specials(&[TYPE_CONTROL, TYPE_USER_DEFINED]))?,
+            user_defined: SpecialMatcher::new(specials(&[TYPE_USER_DEFINED]))?,
+            byte_chars: ByteLevelTable::new().byte_chars(),
+            cache: RefCell::new(HashMap::new()),
+        })
+    }
+
+    fn encode(&self, text: &str, parse_special: bool, ids: &mut Vec<u32>) -> Result<(), String> {
+        let specials = if parse_special {
+            &self.all_specials
+        } else {
+            &self.user_defined
+        };
+        let mut last = 0;
+        if let Some(specials) = specials {
+            for m in specials.automaton.find_iter(text) {
+                self.encode_plain(&text[last..m.start()], ids)?;
+                ids.push(specials.ids[m.pattern().as_usize()]);
+                last = m.end();
+            }
+        }
+        self.encode_plain(&text[last..], ids)
+    }
+
+    /// Encodes text that holds no special token.
+    fn encode_plain(&self, text: &str, ids: &mut Vec<u32>) -> Result<(), String> {
+        if text.is_empty() {
+            return Ok(());
+        }
+        let mut cache = self.cache.borrow_mut();
+        let mut mapped = String::new();
+        self.splitter.split(text, &mut |piece| {
+            if let Some(hit) = cache.get(piece) {
+                ids.extend_from_slice(hit);
+                return Ok(());
+            }
+            mapped.clear();
+            mapped.extend(piece.bytes().map(|b| self.byte_chars[usize::from(b)]));
+            let tokens = self
+                .model
+                .tokenize(&mapped)
+                .map_err(|e| format!("BPE failed on {piece:?}: {e}"))?;
+            let piece_ids: Box<[u32]> = tokens.iter().map(|t| t.id).collect();
+            ids.extend_from_slice(&piece_ids);
+            if piece.len() <= MAX_CACHED_PIECE {
+                if cache.len() >= PIECE_CACHE_CAPACITY {
+                    cache.clear();
+                }
+                cache.insert(piece.into(), piece_ids);
+            }
+            Ok(())
+        })
     }
 }
 
@@ -392,9 +559,15 @@ impl ChatTemplate {
             .map_err(|e| describe(&e))?;
         env.set_syntax(syntax);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function("raise_exception", |message: String| -> Result<Value, minijinja::Error> {
-            Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, message))
-        });
+        env.add_function(
+            "raise_exception",
+            |message: String| -> Result<Value, minijinja::Error> {
+                Err(minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    message,
+                ))
+            },
+        );
         env.add_template_owned("chat", source)
             .map_err(|e| format!("cannot parse the chat template: {}", describe(&e)))?;
         Ok(ChatTemplate { env, bos, eos })
@@ -497,5 +670,149 @@ mod tests {
         let mut bad = vec![b'a', 0xFF, b'b', 0xE6, 0x97];
         assert_eq!(take_complete(&mut bad), "a\u{FFFD}b");
         assert_eq!(bad, vec![0xE6, 0x97]);
+    }
+
+    /// A small byte-level BPE vocabulary: specials, the 256 byte chars, and merges that make
+    /// the pre-tokenizer's choices visible (digits, spaces, contractions, newlines).
+    fn toy_vocab(pre: &str) -> Vocabulary {
+        let mut tokens: Vec<String> = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<tool>"]
+            .map(String::from)
+            .to_vec();
+        let mut token_types = vec![3, 3, 3, 4];
+        tokens.extend(ByteLevelTable::new().byte_chars().iter().map(|c| c.to_string()));
+        token_types.resize(tokens.len(), 1);
+        let merges: Vec<String> = [
+            "Ġ t", "h e", "Ġt he", "i n", "Ġ a", "e r", "o n", "Ġ w", "o r", "Ġw or", "l d",
+            "Ġwor ld", "1 2", "12 3", "Ġ 1", "Ġ Ġ", "ĠĠ Ġ", "Ċ Ċ", "' s", "' t", "l l", "' ll",
+            "Ġ Ċ", "ç ½", "Ã ©", "Ġc af", "a f", "Ġc", "ð Ł",
+        ]
+        .iter()
+        .filter(|m| *m != &"Ġc")
+        .map(|m| m.to_string())
+        .collect();
+        for m in &merges {
+            let (a, b) = m.split_once(' ').unwrap();
+            let merged = format!("{a}{b}");
+            if !tokens.contains(&merged) {
+                tokens.push(merged);
+                token_types.push(1);
+            }
+        }
+        Vocabulary {
+            model: "gpt2".into(),
+            pre: pre.into(),
+            tokens,
+            token_types,
+            merges,
+            bos_id: Some(1),
+            eos_id: Some(2),
+            unknown_id: None,
+            padding_id: None,
+            add_bos: false,
+            chat_template: None,
+        }
+    }
+
+    /// Hugging Face's own pipeline for the same vocabulary: the reference for `Encoder`.
+    fn reference(vocab: &Vocabulary) -> tokenizers::Tokenizer {
+        use tokenizers::pre_tokenizers::PreTokenizerWrapper;
+        use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+        use tokenizers::pre_tokenizers::digits::Digits;
+        use tokenizers::pre_tokenizers::sequence::Sequence;
+        use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+        use tokenizers::{AddedToken, SplitDelimiterBehavior};
+
+        let byte_level = |re| PreTokenizerWrapper::from(ByteLevel::new(false, true, re));
+        let split = |pattern: &str| {
+            let split = Split::new(
+                SplitPattern::Regex(pattern.into()),
+                SplitDelimiterBehavior::Isolated,
+                false,
+            )
+            .unwrap();
+            PreTokenizerWrapper::from(Sequence::new(vec![split.into(), byte_level(false)]))
+        };
+        let pre = match vocab.pre.as_str() {
+            "smollm" => Sequence::new(vec![Digits::new(true).into(), byte_level(true)]).into(),
+            "gpt2" => byte_level(true),
+            "llama3" => split(LLAMA3_PATTERN),
+            "qwen2" => split(QWEN2_PATTERN),
+            other => panic!("{other}"),
+        };
+        let ids: Vocab = vocab
+            .tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i as u32))
+            .collect();
+        let merges = vocab
+            .merges
+            .iter()
+            .map(|m| {
+                let (a, b) = m.split_once(' ').unwrap();
+                (a.to_owned(), b.to_owned())
+            })
+            .collect();
+        let model = BPE::builder().vocab_and_merges(ids, merges).build().unwrap();
+        let mut tk = tokenizers::Tokenizer::new(model);
+        tk.with_pre_tokenizer(Some(pre));
+        let added = |ty: i32, special: bool| -> Vec<AddedToken> {
+            (0..vocab.tokens.len())
+                .filter(|&i| vocab.token_types[i] == ty)
+                .map(|i| AddedToken::from(vocab.tokens[i].clone(), special).normalized(false))
+                .collect()
+        };
+        tk.add_special_tokens(&added(TYPE_CONTROL, true));
+        tk.add_tokens(&added(TYPE_USER_DEFINED, false));
+        tk
+    }
+
+    #[test]
+    fn encoder_matches_the_tokenizers_pipeline() {
+        let texts = [
+            "",
+            "x",
+            "The world, the weather: 123 and 12345 and 9x9.",
+            "<|im_start|>user\nHi there<|im_end|>\n<|endoftext|>",
+            "<tool>call(1)<tool><|im_end|><|im_end",
+            "I'm sure you'll see they've DON'T won't it's",
+            "   leading spaces, trailing   ",
+            "tabs\t\tand\r\nnew lines\n\n\nend\n",
+            "naïve café 日本語 🙂 Ελληνικά",
+            "numbers ½ ² Ⅻ ٣ and 1,234.56%",
+            "fn main() {\n    let x = vec![1, 2, 3];\n}\n",
+            " \u{a0}\u{3000} mixed\u{2009}spaces",
+        ];
+        for pre in ["smollm", "gpt2", "llama3", "qwen2"] {
+            let vocab = toy_vocab(pre);
+            let token_type = |id: usize| vocab.token_types[id];
+            let encoder = Encoder::new(&vocab, token_type).unwrap();
+            let mut reference = reference(&vocab);
+            for text in texts {
+                for parse_special in [true, false] {
+                    reference.set_encode_special_tokens(!parse_special);
+                    let expected = reference.encode_fast(text, false).unwrap().get_ids().to_vec();
+                    // Twice: the second run comes from the piece cache.
+                    for _ in 0..2 {
+                        let mut ids = Vec::new();
+                        encoder.encode(text, parse_special, &mut ids).unwrap();
+                        assert_eq!(ids, expected, "pre {pre}, parse_special {parse_special}, {text:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_pre_tokenizers_and_models_are_refused() {
+        let err = |v: Vocabulary| match BpeTokenizer::new(v) {
+            Err(TokenizerError::InvalidVocabulary(m)) => m,
+            Err(other) => panic!("{other:?}"),
+            Ok(_) => panic!("accepted"),
+        };
+        assert!(err(toy_vocab("nope")).contains("unsupported pre-tokenizer \"nope\""));
+        let mut v = toy_vocab("smollm");
+        v.model = "llama".into();
+        assert!(err(v).contains("unsupported tokenizer model \"llama\""));
     }
 }

@@ -15,17 +15,44 @@ pub(crate) enum Field<'a> {
     Version,
     TensorCount,
     KvCount,
-    Key { index: u64 },
-    ValueType { key: &'a str },
-    Value { key: &'a str },
-    ArrayType { key: &'a str, depth: usize },
-    ArrayLen { key: &'a str, depth: usize },
-    ArrayElem { key: &'a str, depth: usize, index: u64 },
-    TensorName { index: u64 },
-    NDims { tensor: &'a str },
-    Dim { tensor: &'a str, dim: u32 },
-    TensorType { tensor: &'a str },
-    TensorOffset { tensor: &'a str },
+    Key {
+        index: u64,
+    },
+    ValueType {
+        key: &'a str,
+    },
+    Value {
+        key: &'a str,
+    },
+    ArrayType {
+        key: &'a str,
+        depth: usize,
+    },
+    ArrayLen {
+        key: &'a str,
+        depth: usize,
+    },
+    ArrayElem {
+        key: &'a str,
+        depth: usize,
+        index: u64,
+    },
+    TensorName {
+        index: u64,
+    },
+    NDims {
+        tensor: &'a str,
+    },
+    Dim {
+        tensor: &'a str,
+        dim: u32,
+    },
+    TensorType {
+        tensor: &'a str,
+    },
+    TensorOffset {
+        tensor: &'a str,
+    },
 }
 
 impl fmt::Display for Field<'_> {

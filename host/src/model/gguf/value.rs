@@ -359,7 +359,8 @@ impl Metadata {
     /// Any array.
     pub fn get_array(&self, key: &str) -> Result<&Array, GgufError> {
         let v = self.require(key)?;
-        v.as_array().ok_or_else(|| Self::wrong_type(key, "array", v))
+        v.as_array()
+            .ok_or_else(|| Self::wrong_type(key, "array", v))
     }
 
     /// An array of strings (borrowed; no copying).

@@ -1,0 +1,126 @@
+//! The `textnlp` binary as users and scripts call it.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn golden(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/golden/model").join(relative)
+}
+
+fn textnlp(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_textnlp")).args(args).output().expect("runs textnlp")
+}
+
+fn stdout_json(out: &Output) -> Value {
+    assert!(out.status.success(), "failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("stdout is JSON")
+}
+
+/// A failure must be one `error: ...` line on stderr and a non-zero exit, never a panic.
+fn assert_clean_failure(out: &Output, mentions: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "unexpectedly succeeded");
+    assert!(!stderr.contains("panicked"), "panicked: {stderr}");
+    assert!(stderr.contains(mentions), "stderr does not mention {mentions:?}: {stderr}");
+}
+
+#[test]
+fn perplexity_matches_llama_cpp_within_two_percent() {
+    let golden_results: Value =
+        serde_json::from_str(&std::fs::read_to_string(golden("perplexity_results.json")).unwrap())
+            .unwrap();
+    let text = golden("perplexity_text.txt");
+    for (ctx, key) in [("128", "c128"), ("256", "c256")] {
+        let want: f64 = golden_results["results"][key]["final"]
+            .as_str()
+            .unwrap()
+            .split_whitespace()
+            .nth(2)
+            .unwrap()
+            .parse()
+            .unwrap();
+        let got = stdout_json(&textnlp(&["perplexity", "--ctx", ctx, text.to_str().unwrap()]));
+        let ppl = got["ppl"].as_f64().unwrap();
+        eprintln!("ctx {ctx}: ppl {ppl:.4} (llama.cpp {want})");
+        assert!((ppl / want - 1.0).abs() <= 0.02, "ctx {ctx}: {ppl} vs llama.cpp {want}");
+        assert_eq!(got["chunks"], golden_results["results"][key]["n_chunks"]);
+        let per_chunk = golden_results["results"][key]["tokens_scored_per_chunk"].as_u64().unwrap();
+        assert_eq!(got["scored_tokens"].as_u64().unwrap(), per_chunk * got["chunks"].as_u64().unwrap());
+    }
+}
+
+#[test]
+fn tokenize_prints_the_golden_ids() {
+    let golden_results: Value =
+        serde_json::from_str(&std::fs::read_to_string(golden("perplexity_results.json")).unwrap())
+            .unwrap();
+    let text = std::fs::read_to_string(golden("perplexity_text.txt")).unwrap();
+    let got = stdout_json(&textnlp(&["tokenize", &text]));
+    assert_eq!(got, golden_results["token_ids"]);
+}
+
+#[test]
+fn generate_json_reports_ids_text_and_speed() {
+    let out = stdout_json(&textnlp(&[
+        "generate", "--raw", "--temperature", "0", "--max-tokens", "8", "--json",
+        "The capital of France is",
+    ]));
+    assert_eq!(out["prompt_ids"], serde_json::json!([504, 3575, 282, 4649, 314]));
+    // llama.cpp's greedy continuation (tests/golden/model/greedy_llamacpp_*.jsonl).
+    assert_eq!(out["ids"], serde_json::json!([7042, 30, 198, 198, 504, 2988, 314, 42]));
+    assert_eq!(out["text"], " Paris.\n\nThe answer is:");
+    assert!(out["tokens_per_s"].as_f64().unwrap() > 0.0);
+    assert!(out["prompt_tokens_per_s"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn same_seed_same_text() {
+    let run = |seed: &str| {
+        stdout_json(&textnlp(&[
+            "generate", "--temperature", "1.0", "--seed", seed, "--max-tokens", "16",
+            "--ignore-eos", "--json", "Write a haiku about data.",
+        ]))["ids"]
+            .clone()
+    };
+    assert_eq!(run("42"), run("42"));
+    assert_ne!(run("42"), run("43"));
+}
+
+#[test]
+fn logits_prints_one_line_per_position() {
+    let out = textnlp(&["logits", "--top", "3", "--ids", "504,3575,282,4649,314"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 5);
+    assert_eq!(lines[4]["top"].as_array().unwrap().len(), 3);
+    // After "The capital of France is", llama.cpp's top-1 is " Paris" (7042).
+    assert_eq!(lines[4]["top"][0][0], 7042);
+}
+
+#[test]
+fn bad_input_gives_one_line_errors() {
+    assert_clean_failure(&textnlp(&["generate", "--model", "/nonexistent.gguf", "hi"]), "not found");
+    let not_gguf = std::env::current_exe().unwrap();
+    assert_clean_failure(
+        &textnlp(&["tokenize", "--model", not_gguf.to_str().unwrap(), "hi"]),
+        "magic",
+    );
+    assert_clean_failure(&textnlp(&["generate", "--temperature=-1", "hi"]), "temperature");
+    assert_clean_failure(&textnlp(&["generate", "--top-p", "1.5", "hi"]), "top_p");
+    assert_clean_failure(&textnlp(&["generate", "--max-tokens", "0", "hi"]), "max-tokens");
+    assert_clean_failure(&textnlp(&["logits", "--ids", "1,99999999"]), "outside the vocabulary");
+    assert_clean_failure(&textnlp(&["perplexity", "--ctx", "128", "/nonexistent.txt"]), "nonexistent");
+    assert_clean_failure(&textnlp(&["no-such-command"]), "no-such-command");
+}
+
+#[test]
+fn prompts_longer_than_the_context_are_refused_not_truncated() {
+    let long = "word ".repeat(9000);
+    assert_clean_failure(&textnlp(&["generate", "--raw", "--max-tokens", "1", &long]), "context length");
+}
