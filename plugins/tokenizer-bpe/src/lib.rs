@@ -38,7 +38,8 @@ const END_OF_TURN_TOKENS: &[&str] = &[
 
 /// The GPT-2 pattern as Hugging Face's `ByteLevel` pre-tokenizer writes it (llama.cpp's
 /// "gpt-2" pattern plus a final `\s+`, which its hand-written splitter implies).
-const GPT2_PATTERN: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
+const GPT2_PATTERN: &str =
+    r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
 /// The Llama 3 pre-tokenizer pattern (GGUF pre "llama-bpe").
 const LLAMA3_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 /// The Qwen 2 pre-tokenizer pattern: like Llama 3 but every digit alone.
@@ -373,7 +374,11 @@ impl Splitter {
     }
 
     /// Calls `f` on each piece of `text`, in order; the pieces cover `text` exactly.
-    fn split(&self, text: &str, f: &mut impl FnMut(&str) -> Result<(), String>) -> Result<(), String> {
+    fn split(
+        &self,
+        text: &str,
+        f: &mut impl FnMut(&str) -> Result<(), String>,
+    ) -> Result<(), String> {
         match self {
             Splitter::Pattern(re) => split_isolated(re, text, f),
             Splitter::DigitsThen(re) => {
@@ -679,15 +684,19 @@ mod tests {
             .map(String::from)
             .to_vec();
         let mut token_types = vec![3, 3, 3, 4];
-        tokens.extend(ByteLevelTable::new().byte_chars().iter().map(|c| c.to_string()));
+        tokens.extend(
+            ByteLevelTable::new()
+                .byte_chars()
+                .iter()
+                .map(|c| c.to_string()),
+        );
         token_types.resize(tokens.len(), 1);
         let merges: Vec<String> = [
             "Ġ t", "h e", "Ġt he", "i n", "Ġ a", "e r", "o n", "Ġ w", "o r", "Ġw or", "l d",
             "Ġwor ld", "1 2", "12 3", "Ġ 1", "Ġ Ġ", "ĠĠ Ġ", "Ċ Ċ", "' s", "' t", "l l", "' ll",
-            "Ġ Ċ", "ç ½", "Ã ©", "Ġc af", "a f", "Ġc", "ð Ł",
+            "Ġ Ċ", "ç ½", "Ã ©", "Ġ c", "a f", "Ġc af", "ð Ł",
         ]
         .iter()
-        .filter(|m| *m != &"Ġc")
         .map(|m| m.to_string())
         .collect();
         for m in &merges {
@@ -753,7 +762,10 @@ mod tests {
                 (a.to_owned(), b.to_owned())
             })
             .collect();
-        let model = BPE::builder().vocab_and_merges(ids, merges).build().unwrap();
+        let model = BPE::builder()
+            .vocab_and_merges(ids, merges)
+            .build()
+            .unwrap();
         let mut tk = tokenizers::Tokenizer::new(model);
         tk.with_pre_tokenizer(Some(pre));
         let added = |ty: i32, special: bool| -> Vec<AddedToken> {
@@ -791,12 +803,19 @@ mod tests {
             for text in texts {
                 for parse_special in [true, false] {
                     reference.set_encode_special_tokens(!parse_special);
-                    let expected = reference.encode_fast(text, false).unwrap().get_ids().to_vec();
+                    let expected = reference
+                        .encode_fast(text, false)
+                        .unwrap()
+                        .get_ids()
+                        .to_vec();
                     // Twice: the second run comes from the piece cache.
                     for _ in 0..2 {
                         let mut ids = Vec::new();
                         encoder.encode(text, parse_special, &mut ids).unwrap();
-                        assert_eq!(ids, expected, "pre {pre}, parse_special {parse_special}, {text:?}");
+                        assert_eq!(
+                            ids, expected,
+                            "pre {pre}, parse_special {parse_special}, {text:?}"
+                        );
                     }
                 }
             }
