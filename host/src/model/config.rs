@@ -85,13 +85,13 @@ impl LlamaConfig {
         {
             return bad("a dimension is zero");
         }
-        if self.n_head % self.n_head_kv != 0 {
+        if !self.n_head.is_multiple_of(self.n_head_kv) {
             return bad("head_count is not a multiple of head_count_kv");
         }
-        if self.n_head * self.head_dim != self.n_embd {
+        if self.n_head.checked_mul(self.head_dim) != Some(self.n_embd) {
             return bad("head_count × key_length differs from embedding_length");
         }
-        if self.rope_dims % 2 != 0 || self.rope_dims > self.head_dim {
+        if !self.rope_dims.is_multiple_of(2) || self.rope_dims > self.head_dim {
             return bad("rope.dimension_count must be even and at most the head size");
         }
         if !(self.rope_base.is_finite() && self.rope_base > 0.0) {
