@@ -28,8 +28,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let runtime = PluginRuntime::new()?;
     let t = Instant::now();
-    runtime.load_component(&plugin)?;
+    let component = runtime.load_component(&plugin)?;
     println!("compile:            {:>9.1} ms", ms(t.elapsed()));
+    let imports: Vec<String> = component
+        .component_type()
+        .imports(runtime.engine())
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    println!("imports: {}", imports.join(", "));
     let t = Instant::now();
     let mut tk = TokenizerPlugin::load(&runtime, &plugin, vocab.clone())?;
     println!(

@@ -94,7 +94,8 @@ fn real_model_parses() {
     assert_eq!(md.get_uint("llama.rope.dimension_count").unwrap(), 64);
     assert_eq!(md.get_f32("llama.rope.freq_base").unwrap(), 100_000.0);
     assert_eq!(
-        md.get_f32("llama.attention.layer_norm_rms_epsilon").unwrap(),
+        md.get_f32("llama.attention.layer_norm_rms_epsilon")
+            .unwrap(),
         1e-5
     );
     assert_eq!(md.get_str("general.architecture").unwrap(), "llama");
@@ -177,7 +178,11 @@ fn real_model_parses() {
     ));
     assert!(matches!(
         md.get_str("llama.block_count"),
-        Err(GgufError::WrongType { expected: "string", found: "u32", .. })
+        Err(GgufError::WrongType {
+            expected: "string",
+            found: "u32",
+            ..
+        })
     ));
     assert!(matches!(
         md.get_i32_array("tokenizer.ggml.tokens"),
@@ -348,13 +353,7 @@ fn default_and_custom_alignment() {
     assert_eq!(f.tensor("b").unwrap().info.offset, 64);
 
     // No tensors, no data, no padding: fine.
-    let bytes = Bytes::default()
-        .raw(b"GGUF")
-        .u32(3)
-        .u64(0)
-        .u64(0)
-        .0
-        .clone();
+    let bytes = Bytes::default().raw(b"GGUF").u32(3).u64(0).u64(0).0.clone();
     let f = GgufFile::from_bytes(bytes).unwrap();
     assert!(f.tensors().is_empty() && f.metadata().is_empty());
 }
@@ -381,9 +380,10 @@ fn write_fuzz_seeds() {
         .tensor(TensorSpec::new("w", TensorType::Q4_1, &[32, 1]));
     seeds.push(("small.gguf".to_owned(), small.build()));
     for (k, v) in every_value_type() {
-        let spec = GgufSpec::default()
-            .kv(&k, v)
-            .tensor(TensorSpec::new("t", TensorType::F16, &[2]));
+        let spec =
+            GgufSpec::default()
+                .kv(&k, v)
+                .tensor(TensorSpec::new("t", TensorType::F16, &[2]));
         seeds.push((format!("one_{k}.gguf"), spec.build()));
     }
     for (name, bytes) in seeds {
@@ -414,7 +414,10 @@ fn bad_magic() {
     let mut b = sample_spec(3).build();
     b[0..4].copy_from_slice(b"GGML");
     assert!(matches!(err(b), GgufError::BadMagic { found } if &found == b"GGML"));
-    assert!(matches!(err(b"GG".to_vec()), GgufError::Truncated { offset: 0, .. }));
+    assert!(matches!(
+        err(b"GG".to_vec()),
+        GgufError::Truncated { offset: 0, .. }
+    ));
 }
 
 #[test]
@@ -444,13 +447,19 @@ fn huge_counts() {
     // KV count.
     let mut b = sample_spec(3).build();
     b[16..24].copy_from_slice(&1_000_000u64.to_le_bytes());
-    assert!(matches!(err(b), GgufError::CountTooLarge { offset: 16, .. }));
+    assert!(matches!(
+        err(b),
+        GgufError::CountTooLarge { offset: 16, .. }
+    ));
     // Tensor and KV counts that each fit alone but not together.
     let len = sample_spec(3).build().len() as u64;
     let mut b = sample_spec(3).build();
     b[8..16].copy_from_slice(&(len / 32 - 1).to_le_bytes());
     b[16..24].copy_from_slice(&(len / 13 - 1).to_le_bytes());
-    assert!(matches!(err(b), GgufError::CountTooLarge { offset: 16, .. }));
+    assert!(matches!(
+        err(b),
+        GgufError::CountTooLarge { offset: 16, .. }
+    ));
 
     // Array length, for fixed-size, string and nested elements.
     for elem_type in [0u32, 4, 8, 9, 12] {
@@ -467,7 +476,10 @@ fn huge_counts() {
         .build();
         match err(b) {
             GgufError::CountTooLarge {
-                count, offset, field, ..
+                count,
+                offset,
+                field,
+                ..
             } => {
                 assert_eq!(count, 1 << 60);
                 assert_eq!(offset, 24 + 8 + 3 + 4 + 4);
@@ -496,10 +508,19 @@ fn string_past_end() {
     }
     // A key length of u64::MAX.
     let mut b = Bytes::default();
-    b.raw(b"GGUF").u32(3).u64(0).u64(1).u64(u64::MAX).raw(&[b'k'; 20]);
+    b.raw(b"GGUF")
+        .u32(3)
+        .u64(0)
+        .u64(1)
+        .u64(u64::MAX)
+        .raw(&[b'k'; 20]);
     assert!(matches!(
         err(b.0),
-        GgufError::Truncated { needed: u64::MAX, offset: 32, .. }
+        GgufError::Truncated {
+            needed: u64::MAX,
+            offset: 32,
+            ..
+        }
     ));
 }
 
@@ -512,7 +533,11 @@ fn unknown_value_type() {
     .build();
     assert!(matches!(
         err(b),
-        GgufError::UnknownValueType { value_type: 13, offset: 33, .. }
+        GgufError::UnknownValueType {
+            value_type: 13,
+            offset: 33,
+            ..
+        }
     ));
     // Inside an array.
     let payload = Bytes::default().u32(13).u64(1).0.clone();
@@ -523,7 +548,11 @@ fn unknown_value_type() {
     .build();
     assert!(matches!(
         err(b),
-        GgufError::UnknownValueType { value_type: 13, offset: 37, .. }
+        GgufError::UnknownValueType {
+            value_type: 13,
+            offset: 37,
+            ..
+        }
     ));
 }
 
@@ -534,14 +563,28 @@ fn bad_bool_and_utf8() {
         ..GgufSpec::default()
     }
     .build();
-    assert!(matches!(err(b), GgufError::BadBool { value: 2, offset: 37, .. }));
+    assert!(matches!(
+        err(b),
+        GgufError::BadBool {
+            value: 2,
+            offset: 37,
+            ..
+        }
+    ));
     let payload = Bytes::default().u32(7).u64(3).raw(&[1, 0, 7]).0.clone();
     let b = GgufSpec {
         kvs: vec![Kv::Raw("b".into(), 9, payload)],
         ..GgufSpec::default()
     }
     .build();
-    assert!(matches!(err(b), GgufError::BadBool { value: 7, offset: 51, .. }));
+    assert!(matches!(
+        err(b),
+        GgufError::BadBool {
+            value: 7,
+            offset: 51,
+            ..
+        }
+    ));
     let payload = Bytes::default().u64(2).raw(&[0xC3, 0x28]).0.clone();
     let b = GgufSpec {
         kvs: vec![Kv::Raw("s".into(), 8, payload)],
@@ -551,8 +594,18 @@ fn bad_bool_and_utf8() {
     assert!(matches!(err(b), GgufError::InvalidUtf8 { offset: 37, .. }));
     // Invalid UTF-8 in a key.
     let mut b = Bytes::default();
-    b.raw(b"GGUF").u32(3).u64(0).u64(1).u64(1).raw(&[0xFF]).u32(0).u8(0);
-    assert!(matches!(err(b.0), GgufError::InvalidUtf8 { offset: 24, .. }));
+    b.raw(b"GGUF")
+        .u32(3)
+        .u64(0)
+        .u64(1)
+        .u64(1)
+        .raw(&[0xFF])
+        .u32(0)
+        .u8(0);
+    assert!(matches!(
+        err(b.0),
+        GgufError::InvalidUtf8 { offset: 24, .. }
+    ));
 }
 
 #[test]
@@ -561,7 +614,9 @@ fn nesting_depth_is_limited() {
     for _ in 0..gguf::MAX_ARRAY_DEPTH - 1 {
         a = Array::Array(vec![a]);
     }
-    let ok = GgufSpec::default().kv("deep", Value::Array(a.clone())).build();
+    let ok = GgufSpec::default()
+        .kv("deep", Value::Array(a.clone()))
+        .build();
     GgufFile::from_bytes(ok).expect("MAX_ARRAY_DEPTH levels parse");
     let too_deep = GgufSpec::default()
         .kv("deep", Value::Array(Array::Array(vec![a])))
@@ -602,7 +657,11 @@ fn unsupported_tensor_types() {
     t.ggml_type = 10;
     assert!(matches!(
         err(one_tensor(t)),
-        GgufError::UnsupportedTensorType { ggml_type: 10, type_name: Some("Q2_K"), .. }
+        GgufError::UnsupportedTensorType {
+            ggml_type: 10,
+            type_name: Some("Q2_K"),
+            ..
+        }
     ));
 }
 
@@ -612,16 +671,27 @@ fn bad_dims() {
     let t = TensorSpec::new("w", TensorType::F32, &[1, 1, 1, 1, 1]);
     assert!(matches!(
         err(one_tensor(t)),
-        GgufError::BadDimCount { n_dims: 5, offset: 33, .. }
+        GgufError::BadDimCount {
+            n_dims: 5,
+            offset: 33,
+            ..
+        }
     ));
     let mut t = TensorSpec::new("w", TensorType::F32, &[]);
     t.n_dims = Some(0);
-    assert!(matches!(err(one_tensor(t)), GgufError::BadDimCount { n_dims: 0, .. }));
+    assert!(matches!(
+        err(one_tensor(t)),
+        GgufError::BadDimCount { n_dims: 0, .. }
+    ));
     // A zero dimension.
     let t = TensorSpec::new("w", TensorType::F32, &[4, 0]);
     assert!(matches!(
         err(one_tensor(t)),
-        GgufError::ZeroDim { dim: 1, offset: 45, .. }
+        GgufError::ZeroDim {
+            dim: 1,
+            offset: 45,
+            ..
+        }
     ));
     // Element count overflowing u64.
     let t = TensorSpec::new("w", TensorType::F32, &[1 << 32, 1 << 32, 2]);
@@ -636,7 +706,11 @@ fn bad_dims() {
     let t = TensorSpec::new("w", TensorType::Q4_1, &[33, 2]);
     assert!(matches!(
         err(one_tensor(t)),
-        GgufError::BadRowSize { ne0: 33, block_elems: 32, .. }
+        GgufError::BadRowSize {
+            ne0: 33,
+            block_elems: 32,
+            ..
+        }
     ));
 }
 
@@ -787,7 +861,9 @@ fn real_header_truncations_fail_cleanly() {
     cuts.extend((0..n).map(|i| i * keep / n));
     // Densely around the end of the metadata / tensor infos.
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-    cuts.extend((0..scaled(200)).map(|_| REAL_DATA_OFFSET as usize - 1 - rng.below(20_000) as usize));
+    cuts.extend(
+        (0..scaled(200)).map(|_| REAL_DATA_OFFSET as usize - 1 - rng.below(20_000) as usize),
+    );
     cuts.push(keep);
     let mut kinds = std::collections::BTreeMap::new();
     for &cut in &cuts {

@@ -226,6 +226,7 @@ fn special_tokens_come_from_the_file() {
         special.end_of_turn
     );
     assert_eq!(tk.vocab_size().expect("vocab size"), 49152);
+    assert_eq!(tk.api_version(), Some("0.1.0"));
 }
 
 #[test]
@@ -338,6 +339,28 @@ fn a_short_deadline_is_a_timeout() {
         }) => {}
         other => panic!("expected a timeout, got {other:?}"),
     }
+}
+
+#[test]
+fn a_runaway_call_times_out_and_poisons_the_instance() {
+    let mut tk = TokenizerPlugin::load(runtime(), &plugin_path(), vocab()).expect("load");
+    tk.set_call_deadline(Duration::from_millis(20));
+    // Tens of megabytes take seconds to encode.
+    let text = "The quick brown fox jumps over the lazy dog 12345. ".repeat(400_000);
+    match tk.encode(&text, true, false) {
+        Err(PluginError::Trap {
+            kind: TrapKind::Timeout,
+            message,
+        }) => assert!(message.contains("deadline"), "{message}"),
+        other => panic!("expected a timeout, got {:?}", other.map(|ids| ids.len())),
+    }
+    assert!(tk.is_poisoned());
+    match tk.vocab_size() {
+        Err(PluginError::Poisoned(_)) => {}
+        other => panic!("expected Poisoned, got {other:?}"),
+    }
+    // Other instances are unaffected.
+    assert_eq!(shared().vocab_size().expect("vocab size"), 49152);
 }
 
 #[test]

@@ -126,3 +126,102 @@ pub fn vocabulary_from_gguf(meta: &Metadata) -> Result<Vocabulary, VocabError> {
         token_types,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::gguf::{Array, Value};
+    use super::*;
+
+    fn meta(pairs: Vec<(&str, Value)>) -> Metadata {
+        let mut meta = Metadata::with_capacity(pairs.len());
+        for (key, value) in pairs {
+            meta.insert(key.to_owned(), value).expect("unique keys");
+        }
+        meta
+    }
+
+    fn strings(items: &[&str]) -> Value {
+        Value::Array(Array::String(items.iter().map(|s| s.to_string()).collect()))
+    }
+
+    #[test]
+    fn reads_every_tokenizer_key() {
+        let meta = meta(vec![
+            ("tokenizer.ggml.model", Value::String("gpt2".into())),
+            ("tokenizer.ggml.pre", Value::String("smollm".into())),
+            (
+                "tokenizer.ggml.tokens",
+                strings(&["<s>", "</s>", "a", "b", "ab"]),
+            ),
+            (
+                "tokenizer.ggml.token_type",
+                Value::Array(Array::I32(vec![3, 3, 1, 1, 1])),
+            ),
+            ("tokenizer.ggml.merges", strings(&["a b"])),
+            ("tokenizer.ggml.bos_token_id", Value::U32(0)),
+            ("tokenizer.ggml.eos_token_id", Value::U64(1)),
+            ("tokenizer.ggml.unknown_token_id", Value::I32(2)),
+            ("tokenizer.ggml.padding_token_id", Value::U32(1)),
+            ("tokenizer.ggml.add_bos_token", Value::Bool(true)),
+            ("tokenizer.chat_template", Value::String("{{ x }}".into())),
+        ]);
+        let v = vocabulary_from_gguf(&meta).expect("vocabulary");
+        assert_eq!(v.model, "gpt2");
+        assert_eq!(v.pre, "smollm");
+        assert_eq!(v.tokens.len(), 5);
+        assert_eq!(v.token_types, vec![3, 3, 1, 1, 1]);
+        assert_eq!(v.merges, vec!["a b".to_string()]);
+        assert_eq!(
+            (v.bos_id, v.eos_id, v.unknown_id, v.padding_id),
+            (Some(0), Some(1), Some(2), Some(1))
+        );
+        assert!(v.add_bos);
+        assert_eq!(v.chat_template.as_deref(), Some("{{ x }}"));
+    }
+
+    #[test]
+    fn optional_keys_may_be_absent_and_bad_ids_are_dropped() {
+        let meta = meta(vec![
+            ("tokenizer.ggml.model", Value::String("gpt2".into())),
+            ("tokenizer.ggml.tokens", strings(&["a", "b"])),
+            ("tokenizer.ggml.eos_token_id", Value::U32(7)),
+            ("tokenizer.ggml.padding_token_id", Value::I32(-1)),
+        ]);
+        let v = vocabulary_from_gguf(&meta).expect("vocabulary");
+        assert_eq!(v.pre, "default");
+        assert!(v.token_types.is_empty() && v.merges.is_empty());
+        assert_eq!((v.bos_id, v.eos_id, v.padding_id), (None, None, None));
+        assert!(!v.add_bos);
+        assert_eq!(v.chat_template, None);
+    }
+
+    #[test]
+    fn missing_or_inconsistent_keys_are_errors() {
+        let no_tokens = meta(vec![("tokenizer.ggml.model", Value::String("gpt2".into()))]);
+        assert!(matches!(
+            vocabulary_from_gguf(&no_tokens),
+            Err(VocabError::Gguf(_))
+        ));
+        let bad_types = meta(vec![
+            ("tokenizer.ggml.model", Value::String("gpt2".into())),
+            ("tokenizer.ggml.tokens", strings(&["a", "b"])),
+            (
+                "tokenizer.ggml.token_type",
+                Value::Array(Array::I32(vec![1])),
+            ),
+        ]);
+        assert!(matches!(
+            vocabulary_from_gguf(&bad_types),
+            Err(VocabError::Invalid(_))
+        ));
+        let wrong_type = meta(vec![
+            ("tokenizer.ggml.model", Value::String("gpt2".into())),
+            ("tokenizer.ggml.tokens", strings(&["a"])),
+            ("tokenizer.ggml.bos_token_id", Value::String("0".into())),
+        ]);
+        assert!(matches!(
+            vocabulary_from_gguf(&wrong_type),
+            Err(VocabError::Invalid(_))
+        ));
+    }
+}

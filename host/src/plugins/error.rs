@@ -56,6 +56,9 @@ pub enum PluginError {
     /// The plugin returned a value that breaks the contract (an id outside the vocabulary, ...).
     #[error("plugin returned invalid output: {0}")]
     InvalidOutput(String),
+    /// The host misused the API (e.g. a decoder handle from another instance).
+    #[error("invalid use of the plugin API: {0}")]
+    Usage(String),
     /// An earlier call trapped, so the instance cannot be entered again; load a new one.
     #[error("plugin instance is unusable after an earlier failure: {0}")]
     Poisoned(String),

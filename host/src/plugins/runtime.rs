@@ -49,8 +49,9 @@ pub struct Limits {
 }
 
 impl Default for Limits {
-    /// Sized for a tokenizer plugin over a ~50k-token vocabulary, which peaks at about
-    /// 60 MiB of linear memory while loading; 256 MiB leaves room for larger vocabularies.
+    /// Sized for tokenizer plugins. `tokenizer-bpe` over SmolLM2's 49k-token vocabulary uses
+    /// 13 MiB of linear memory after loading and 15 MiB after encoding 1 MiB of text in one
+    /// call; 256 MiB leaves room for 150k-token vocabularies and multi-megabyte inputs.
     fn default() -> Self {
         Limits {
             memory_bytes: 256 << 20,
@@ -275,6 +276,69 @@ impl PluginRuntime {
     }
 }
 
+/// Name of the custom section in which the plugin SDK records the WIT package version a plugin
+/// was built against (`textnlp-plugin-sdk`'s `API_VERSION_SECTION`).
+pub const API_VERSION_SECTION: &str = "textnlp:plugin-api";
+
+/// The API version a plugin component declares (see [`API_VERSION_SECTION`]), looked up in the
+/// component's own custom sections and in those of its core modules. `None` when absent or
+/// when the bytes are not a well-formed component.
+pub fn declared_api_version(wasm: &[u8]) -> Option<String> {
+    let content = find_custom_section(wasm, API_VERSION_SECTION, 0)?;
+    std::str::from_utf8(content).ok().map(str::to_owned)
+}
+
+/// Reads an unsigned LEB128 `u32` at `*pos`.
+fn read_leb_u32(bytes: &[u8], pos: &mut usize) -> Option<u32> {
+    let mut value: u32 = 0;
+    for shift in (0..35).step_by(7) {
+        let byte = *bytes.get(*pos)?;
+        *pos += 1;
+        value |= u32::from(byte & 0x7f).checked_shl(shift)?;
+        if byte & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+/// Walks the sections of a module or component (nested modules and components too, up to a
+/// small depth) for a custom section called `name`.
+fn find_custom_section<'a>(wasm: &'a [u8], name: &str, depth: u32) -> Option<&'a [u8]> {
+    const CUSTOM: u8 = 0;
+    const CORE_MODULE: u8 = 1;
+    const COMPONENT: u8 = 4;
+    if depth > 4 || wasm.len() < 8 || &wasm[..4] != b"\0asm" {
+        return None;
+    }
+    let is_component = wasm[4..8] != [1, 0, 0, 0];
+    let mut pos = 8;
+    while pos < wasm.len() {
+        let id = wasm[pos];
+        pos += 1;
+        let len = read_leb_u32(wasm, &mut pos)? as usize;
+        let body = wasm.get(pos..pos.checked_add(len)?)?;
+        pos += len;
+        match id {
+            CUSTOM => {
+                let mut at = 0;
+                let name_len = read_leb_u32(body, &mut at)? as usize;
+                let section_name = body.get(at..at.checked_add(name_len)?)?;
+                if section_name == name.as_bytes() {
+                    return body.get(at + name_len..);
+                }
+            }
+            CORE_MODULE | COMPONENT if is_component => {
+                if let Some(found) = find_custom_section(body, name, depth + 1) {
+                    return Some(found);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 /// A plugin instance's store, with the bookkeeping every call needs.
 pub struct PluginStore {
     store: Store<PluginState>,
@@ -341,6 +405,11 @@ impl PluginStore {
             message.push_str(stderr.trim_end());
         }
         PluginError::Trap { kind, message }
+    }
+
+    /// Changes the wall-clock budget of each later call.
+    pub fn set_call_deadline(&mut self, deadline: Duration) {
+        self.deadline = deadline;
     }
 
     /// Whether an earlier call trapped.
@@ -500,5 +569,56 @@ impl ResourceLimiter for Limiter {
 
     fn memories(&self) -> usize {
         self.limits.memories()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section(id: u8, body: &[u8]) -> Vec<u8> {
+        let mut out = vec![id, u8::try_from(body.len()).expect("short section")];
+        out.extend_from_slice(body);
+        out
+    }
+
+    fn component_with_version(version: &str) -> Vec<u8> {
+        let mut custom = vec![API_VERSION_SECTION.len() as u8];
+        custom.extend_from_slice(API_VERSION_SECTION.as_bytes());
+        custom.extend_from_slice(version.as_bytes());
+        let mut module = b"\0asm\x01\0\0\0".to_vec();
+        module.extend(section(0, &custom));
+        let mut component = b"\0asm\x0d\0\x01\0".to_vec();
+        component.extend(section(1, &module));
+        component
+    }
+
+    #[test]
+    fn finds_the_declared_api_version_in_a_nested_module() {
+        let wasm = component_with_version("0.1.0");
+        assert_eq!(declared_api_version(&wasm).as_deref(), Some("0.1.0"));
+        // Every truncation and a few corruptions give None, never a panic.
+        for end in 0..wasm.len() {
+            assert_eq!(declared_api_version(&wasm[..end]), None, "prefix {end}");
+        }
+        for i in 8..wasm.len() {
+            let mut bad = wasm.clone();
+            bad[i] = 0xff;
+            let _ = declared_api_version(&bad);
+        }
+        assert_eq!(declared_api_version(b"\0asm\x0d\0\x01\0"), None);
+    }
+
+    #[test]
+    fn refuses_non_components_before_compiling() {
+        let runtime = PluginRuntime::new().expect("runtime");
+        for bytes in [&b""[..], b"\0asm", b"\0asm\x01\0\0\0", b"(component)"] {
+            assert!(matches!(
+                runtime.compile(bytes),
+                Err(PluginError::Compile(_))
+            ));
+        }
+        // The ticker thread stops with the runtime.
+        drop(runtime);
     }
 }

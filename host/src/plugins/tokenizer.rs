@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex, Weak};
 
 use wasmtime::component::{HasSelf, Linker, ResourceAny};
 
-use super::error::PluginError;
-use super::runtime::{Limits, PluginRuntime, PluginState, PluginStore};
+use super::error::{PluginError, TrapKind};
+use super::runtime::{Limits, PluginRuntime, PluginState, PluginStore, declared_api_version};
 use crate::model::vocab::Vocabulary;
 
 mod bindings {
@@ -161,19 +161,92 @@ pub struct TokenizerPlugin {
     bindings: bindings::TokenizerPlugin,
     tokenizer: ResourceAny,
     id: u64,
-    /// Number of tokens in the vocabulary the host passed in.
-    n_vocab: u32,
-    /// Length of the longest token string, to bound decode outputs.
-    max_token_len: usize,
+    checks: OutputChecks,
     graveyard: Graveyard,
+    api_version: Option<String>,
 }
 
 impl fmt::Debug for TokenizerPlugin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenizerPlugin")
             .field("id", &self.id)
-            .field("n_vocab", &self.n_vocab)
+            .field("n_vocab", &self.checks.n_vocab)
             .finish_non_exhaustive()
+    }
+}
+
+/// What the host knows independently of the plugin, to check its outputs against.
+#[derive(Clone, Copy, Debug)]
+struct OutputChecks {
+    /// Number of tokens in the vocabulary the host passed in.
+    n_vocab: u32,
+    /// Length of the longest token string, to bound decode outputs.
+    max_token_len: usize,
+}
+
+impl OutputChecks {
+    fn id(&self, what: &str, id: u32) -> Result<(), PluginError> {
+        if id < self.n_vocab {
+            return Ok(());
+        }
+        Err(PluginError::InvalidOutput(format!(
+            "{what} id {id} is outside the vocabulary ({} tokens)",
+            self.n_vocab
+        )))
+    }
+
+    fn special_tokens(&self, special: &SpecialTokens) -> Result<(), PluginError> {
+        for (what, id) in [
+            ("bos", special.bos),
+            ("eos", special.eos),
+            ("unknown", special.unknown),
+            ("padding", special.padding),
+        ] {
+            if let Some(id) = id {
+                self.id(what, id)?;
+            }
+        }
+        for &id in &special.end_of_turn {
+            self.id("end-of-turn", id)?;
+        }
+        if let Some(eos) = special.eos
+            && !special.end_of_turn.contains(&eos)
+        {
+            return Err(PluginError::InvalidOutput(
+                "end-of-turn does not include eos".into(),
+            ));
+        }
+        if special.add_bos && special.bos.is_none() {
+            return Err(PluginError::InvalidOutput(
+                "add-bos is set but there is no bos".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Ids for `text_len` bytes of text: every token covers at least one byte, except a few
+    /// added specials.
+    fn encoded(&self, ids: &[u32], text_len: usize) -> Result<(), PluginError> {
+        if ids.len() > text_len + 8 {
+            return Err(PluginError::InvalidOutput(format!(
+                "{} ids for {text_len} bytes of text",
+                ids.len()
+            )));
+        }
+        ids.iter().try_for_each(|&id| self.id("token", id))
+    }
+
+    /// Bound on the text `n` ids can decode to: the longest token, each byte possibly
+    /// rendered as U+FFFD (3 bytes), plus a buffered tail.
+    fn text(&self, text: &str, n: usize) -> Result<(), PluginError> {
+        let bound = 3 * (n + 1) * (self.max_token_len + 4);
+        if text.len() > bound {
+            return Err(PluginError::InvalidOutput(format!(
+                "{} bytes of text for {n} token(s)",
+                text.len()
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -236,7 +309,14 @@ impl TokenizerPlugin {
         let vocab = wit::Vocabulary::from(vocab);
 
         let mut store = runtime.new_store(name, limits);
-        let bindings = store.call(|s| pre.instantiate(s))?;
+        // Failures other than traps and memory denials are instantiation failures.
+        let bindings = store.call(|s| pre.instantiate(s)).map_err(|e| match e {
+            PluginError::Trap {
+                kind: TrapKind::Other,
+                message,
+            } => PluginError::Instantiate(message),
+            other => other,
+        })?;
         let tokenizer = store
             .call(|s| {
                 bindings
@@ -251,9 +331,12 @@ impl TokenizerPlugin {
             bindings,
             tokenizer,
             id: NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed),
-            n_vocab,
-            max_token_len,
+            checks: OutputChecks {
+                n_vocab,
+                max_token_len,
+            },
             graveyard: Arc::new(Mutex::new(Vec::new())),
+            api_version: declared_api_version(wasm),
         };
         let size = plugin.vocab_size()?;
         if size != n_vocab {
@@ -275,30 +358,6 @@ impl TokenizerPlugin {
         Ok(())
     }
 
-    fn check_id(&self, what: &str, id: u32) -> Result<u32, PluginError> {
-        if id < self.n_vocab {
-            Ok(id)
-        } else {
-            Err(PluginError::InvalidOutput(format!(
-                "{what} id {id} is outside the vocabulary ({} tokens)",
-                self.n_vocab
-            )))
-        }
-    }
-
-    /// Bound on the text `n` ids can decode to: the longest token, each byte possibly
-    /// rendered as U+FFFD (3 bytes), plus a buffered tail.
-    fn check_text_len(&self, text: &str, n: usize) -> Result<(), PluginError> {
-        let bound = 3 * (n + 1) * (self.max_token_len + 4);
-        if text.len() > bound {
-            return Err(PluginError::InvalidOutput(format!(
-                "{} bytes of text for {n} token(s)",
-                text.len()
-            )));
-        }
-        Ok(())
-    }
-
     /// The number of tokens in the vocabulary (a round trip into the plugin).
     pub fn vocab_size(&mut self) -> Result<u32, PluginError> {
         let this = self.tokenizer;
@@ -311,31 +370,7 @@ impl TokenizerPlugin {
         let this = self.tokenizer;
         let api = self.bindings.textnlp_plugin_tokenizer().tokenizer();
         let special = self.store.call(|s| api.call_special_tokens(s, this))?;
-        for (what, id) in [
-            ("bos", special.bos),
-            ("eos", special.eos),
-            ("unknown", special.unknown),
-            ("padding", special.padding),
-        ] {
-            if let Some(id) = id {
-                self.check_id(what, id)?;
-            }
-        }
-        for &id in &special.end_of_turn {
-            self.check_id("end-of-turn", id)?;
-        }
-        if let Some(eos) = special.eos
-            && !special.end_of_turn.contains(&eos)
-        {
-            return Err(PluginError::InvalidOutput(
-                "end-of-turn does not include eos".into(),
-            ));
-        }
-        if special.add_bos && special.bos.is_none() {
-            return Err(PluginError::InvalidOutput(
-                "add-bos is set but there is no bos".into(),
-            ));
-        }
+        self.checks.special_tokens(&special)?;
         Ok(special)
     }
 
@@ -354,17 +389,7 @@ impl TokenizerPlugin {
             .store
             .call(|s| api.call_encode(s, this, text, parse_special, add_special))?
             .map_err(TokenizerError::from)?;
-        // Every token covers at least one byte of text, except a few added specials.
-        if ids.len() > text.len() + 8 {
-            return Err(PluginError::InvalidOutput(format!(
-                "{} ids for {} bytes of text",
-                ids.len(),
-                text.len()
-            )));
-        }
-        for &id in &ids {
-            self.check_id("token", id)?;
-        }
+        self.checks.encoded(&ids, text.len())?;
         Ok(ids)
     }
 
@@ -377,7 +402,7 @@ impl TokenizerPlugin {
             .store
             .call(|s| api.call_decode(s, this, ids, skip_special))?
             .map_err(TokenizerError::from)?;
-        self.check_text_len(&text, ids.len())?;
+        self.checks.text(&text, ids.len())?;
         Ok(text)
     }
 
@@ -402,7 +427,7 @@ impl TokenizerPlugin {
     fn decoder_resource(&self, d: &DecoderHandle) -> Result<ResourceAny, PluginError> {
         match d.resource {
             Some(resource) if d.owner == self.id => Ok(resource),
-            _ => Err(PluginError::InvalidOutput(
+            _ => Err(PluginError::Usage(
                 "decoder handle belongs to another tokenizer instance".into(),
             )),
         }
@@ -420,7 +445,7 @@ impl TokenizerPlugin {
             .store
             .call(|s| api.call_push(s, resource, id))?
             .map_err(TokenizerError::from)?;
-        self.check_text_len(&text, 1)?;
+        self.checks.text(&text, 1)?;
         Ok(text)
     }
 
@@ -435,7 +460,7 @@ impl TokenizerPlugin {
             .incremental_decoder();
         let text = self.store.call(|s| api.call_finish(s, resource))?;
         self.store.call(|s| resource.resource_drop(s))?;
-        self.check_text_len(&text, 1)?;
+        self.checks.text(&text, 1)?;
         Ok(text)
     }
 
@@ -459,8 +484,70 @@ impl TokenizerPlugin {
         self.store.memory_peak()
     }
 
+    /// The plugin API version the component says it was built against, if it says.
+    pub fn api_version(&self) -> Option<&str> {
+        self.api_version.as_deref()
+    }
+
+    /// Changes the wall-clock budget of each later call into this instance.
+    pub fn set_call_deadline(&mut self, deadline: std::time::Duration) {
+        self.store.set_call_deadline(deadline);
+    }
+
     /// Whether an earlier call trapped (every later call fails with `Poisoned`).
     pub fn is_poisoned(&self) -> bool {
         self.store.is_poisoned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHECKS: OutputChecks = OutputChecks {
+        n_vocab: 100,
+        max_token_len: 10,
+    };
+
+    fn invalid<T: fmt::Debug>(r: Result<T, PluginError>) -> String {
+        match r {
+            Err(PluginError::InvalidOutput(m)) => m,
+            other => panic!("expected InvalidOutput, got {other:?}"),
+        }
+    }
+
+    fn special() -> SpecialTokens {
+        SpecialTokens {
+            bos: Some(1),
+            eos: Some(2),
+            unknown: None,
+            padding: Some(2),
+            end_of_turn: vec![2, 7],
+            add_bos: true,
+        }
+    }
+
+    #[test]
+    fn lying_outputs_are_invalid() {
+        assert!(CHECKS.encoded(&[0, 99], 2).is_ok());
+        assert!(invalid(CHECKS.encoded(&[0, 100], 2)).contains("token id 100"));
+        assert!(invalid(CHECKS.encoded(&[1; 20], 4)).contains("20 ids for 4 bytes"));
+
+        assert!(CHECKS.special_tokens(&special()).is_ok());
+        let mut s = special();
+        s.eos = Some(100);
+        assert!(invalid(CHECKS.special_tokens(&s)).contains("eos id 100"));
+        let mut s = special();
+        s.end_of_turn = vec![7];
+        assert!(invalid(CHECKS.special_tokens(&s)).contains("does not include eos"));
+        let mut s = special();
+        s.end_of_turn.push(u32::MAX);
+        assert!(invalid(CHECKS.special_tokens(&s)).contains("end-of-turn id"));
+        let mut s = special();
+        s.bos = None;
+        assert!(invalid(CHECKS.special_tokens(&s)).contains("no bos"));
+
+        assert!(CHECKS.text(&"x".repeat(42), 1).is_ok());
+        assert!(invalid(CHECKS.text(&"x".repeat(1000), 1)).contains("1000 bytes"));
     }
 }

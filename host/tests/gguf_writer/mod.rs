@@ -239,8 +239,7 @@ impl GgufSpec {
         }
         let offsets = self.offsets();
         for (t, &off) in self.tensors.iter().zip(&offsets) {
-            b.str(&t.name)
-                .u32(t.n_dims.unwrap_or(t.dims.len() as u32));
+            b.str(&t.name).u32(t.n_dims.unwrap_or(t.dims.len() as u32));
             for &d in &t.dims {
                 b.u64(d);
             }
@@ -294,7 +293,10 @@ pub fn every_value_type() -> Vec<(String, Value)> {
         (s("a.u32"), Value::Array(Array::U32(vec![7, u32::MAX]))),
         (s("a.i32"), Value::Array(Array::I32(vec![1, -2, 3, 6]))),
         (s("a.f32"), Value::Array(Array::F32(vec![0.5, -1.0, 3.25]))),
-        (s("a.bool"), Value::Array(Array::Bool(vec![true, false, true]))),
+        (
+            s("a.bool"),
+            Value::Array(Array::Bool(vec![true, false, true])),
+        ),
         (
             s("a.string"),
             Value::Array(Array::String(vec![s("a b"), s(""), s("Ġt he")])),
@@ -329,7 +331,11 @@ pub fn sample_spec(version: u32) -> GgufSpec {
     }
     spec.tensor(TensorSpec::new("norm.weight", TensorType::F32, &[8]))
         .tensor(TensorSpec::new("emb.weight", TensorType::Q8_0, &[64, 3]))
-        .tensor(TensorSpec::new("blk.0.q.weight", TensorType::Q4_1, &[32, 2, 1, 2]))
+        .tensor(TensorSpec::new(
+            "blk.0.q.weight",
+            TensorType::Q4_1,
+            &[32, 2, 1, 2],
+        ))
         .tensor(TensorSpec::new("h.weight", TensorType::F16, &[3, 5]))
         .tensor(TensorSpec::new("k.weight", TensorType::Q4_K, &[256, 1]))
 }
