@@ -13,7 +13,8 @@
 //!   (a Rust guest's panic message lands there).
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -74,6 +75,8 @@ pub struct PluginRuntime {
     limits: Limits,
     /// Compiled components by the SHA-256 of their bytes.
     compiled: Mutex<HashMap<[u8; 32], Component>>,
+    /// Where compiled artifacts persist between processes (`None`: memory only).
+    artifact_dir: Option<PathBuf>,
 }
 
 /// What stores keep alive: the engine and its ticker.
@@ -142,7 +145,15 @@ impl PluginRuntime {
             linker,
             limits,
             compiled: Mutex::new(HashMap::new()),
+            artifact_dir: Some(crate::paths::home().join("cache").join("components")),
         })
+    }
+
+    /// Keeps compiled artifacts in `dir` (or only in memory with `None`). Artifacts there are
+    /// written by this host only, never taken from tenants: loading one runs its machine code.
+    pub fn with_artifact_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.artifact_dir = dir;
+        self
     }
 
     /// The engine.
@@ -194,10 +205,45 @@ impl PluginRuntime {
         if let Some(component) = self.cache().get(&key) {
             return Ok(component.clone());
         }
-        let component = Component::from_binary(self.engine(), wasm)
-            .map_err(|e| PluginError::Compile(describe(&e)))?;
+        let artifact = self.artifact_path(&key);
+        let component = match artifact.as_deref().and_then(|p| self.load_artifact(p)) {
+            Some(component) => component,
+            None => {
+                let component = Component::from_binary(self.engine(), wasm)
+                    .map_err(|e| PluginError::Compile(describe(&e)))?;
+                if let Some(path) = &artifact {
+                    store_artifact(&component, path);
+                }
+                component
+            }
+        };
         self.cache().insert(key, component.clone());
         Ok(component)
+    }
+
+    /// The artifact file for a component: its content hash plus the engine's compatibility
+    /// hash (wasmtime version and settings), so a changed host never maps a stale artifact.
+    fn artifact_path(&self, key: &[u8; 32]) -> Option<PathBuf> {
+        let dir = self.artifact_dir.as_ref()?;
+        let mut engine_hash = DefaultHasher::new();
+        self.engine().precompile_compatibility_hash().hash(&mut engine_hash);
+        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        Some(dir.join(format!("{hex}-{:016x}.cwasm", engine_hash.finish())))
+    }
+
+    fn load_artifact(&self, path: &Path) -> Option<Component> {
+        // Read, not mmapped: a file rewritten in place under a live mapping would SIGBUS us.
+        let bytes = std::fs::read(path).ok()?;
+        // SAFETY: files in the artifact directory are written only by `store_artifact` from
+        // components this host compiled itself; wasmtime still rejects artifacts from an
+        // incompatible engine or in a malformed container with an error.
+        match unsafe { Component::deserialize(self.engine(), &bytes) } {
+            Ok(component) => Some(component),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), "ignoring unusable compiled artifact: {}", describe(&e));
+                None
+            }
+        }
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Component>> {
@@ -569,6 +615,22 @@ impl ResourceLimiter for Limiter {
 
     fn memories(&self) -> usize {
         self.limits.memories()
+    }
+}
+
+/// Persists a compiled component (best effort: a failure only costs a recompile later).
+/// Written to a temporary name and renamed, so a reader never maps a half-written file.
+fn store_artifact(component: &Component, path: &Path) {
+    let write = || -> std::io::Result<()> {
+        let bytes = component.serialize().map_err(|e| std::io::Error::other(describe(&e)))?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        let tmp = dir.join(format!(".{}.tmp", std::process::id()));
+        std::fs::write(&tmp, bytes)?;
+        std::fs::rename(&tmp, path)
+    };
+    if let Err(e) = write() {
+        tracing::warn!(path = %path.display(), "cannot cache the compiled component: {e}");
     }
 }
 
