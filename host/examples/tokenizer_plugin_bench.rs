@@ -139,7 +139,7 @@ fn ms(d: Duration) -> f64 {
 fn corpus(size: usize) -> String {
     let prose = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/golden/model/perplexity_text.txt"
+        "/../tests/golden/model/perplexity_text.txt"
     ))
     .unwrap_or_else(|_| "The quick brown fox jumps over the lazy dog. ".repeat(80));
     let extra = "\nfn main() {\n    let x = vec![1, 2, 3];\n    println!(\"{:?}\", x);\n}\n\
