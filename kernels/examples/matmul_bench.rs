@@ -1,6 +1,6 @@
 //! Throughput of the quantized matmul kernels on SmolLM2-135M shapes.
 //!
-//! `cargo run --release -p textnlp-kernels --example matmul_bench [-- --all-isas]`
+//! `cargo run --release -p textnlp-kernels --example matmul_bench [-- --all-isas | --model-only]`
 //!
 //! Prints GB/s of weights streamed for n = 1 (decode is memory-bound) and GOPS (2·rows·cols·n
 //! per call) plus columns per second for n = 4, 16, 64, 512. Then the whole per-token set of
@@ -61,7 +61,9 @@ fn bench_matrix(isa: Isa, name: &str, ty: TensorType, rows: usize, cols: usize) 
     let w = QMatrix::new(ty, &data, rows, cols).unwrap();
     let mut scratch = MatmulScratch::default();
     for n in [1, 4, 16, 64, 512] {
-        let x: Vec<f32> = (0..n * cols).map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5).collect();
+        let x: Vec<f32> = (0..n * cols)
+            .map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5)
+            .collect();
         let mut out = vec![0f32; n * rows];
         let (med, best) = time(Duration::from_millis(400), || {
             matmul_with_isa(isa, &w, &x, n, &mut out, &mut scratch)
@@ -87,14 +89,22 @@ fn bench_matrix(isa: Isa, name: &str, ty: TensorType, rows: usize, cols: usize) 
 }
 
 /// SmolLM2-135M: 30 layers of (rows, cols) Q4_1 matrices, then the Q8_0 LM head.
-const LAYER: [(usize, usize); 7] =
-    [(576, 576), (192, 576), (192, 576), (576, 576), (1536, 576), (1536, 576), (576, 1536)];
+const LAYER: [(usize, usize); 7] = [
+    (576, 576),
+    (192, 576),
+    (192, 576),
+    (576, 576),
+    (1536, 576),
+    (1536, 576),
+    (576, 1536),
+];
 
 fn bench_model(isa: Isa) {
     let mut rng = Rng(42);
     let layers: Vec<Vec<(Vec<u8>, usize, usize)>> = (0..30)
         .map(|_| {
-            let m = |&(r, c): &(usize, usize)| (random_weights(TensorType::Q4_1, r, c, &mut rng), r, c);
+            let m =
+                |&(r, c): &(usize, usize)| (random_weights(TensorType::Q4_1, r, c, &mut rng), r, c);
             LAYER.iter().map(m).collect()
         })
         .collect();
@@ -102,7 +112,9 @@ fn bench_model(isa: Isa) {
     let bytes: usize = layers.iter().flatten().map(|m| m.0.len()).sum::<usize>() + head.len();
     let mut scratch = MatmulScratch::default();
     for n in [1, 16, 64, 512] {
-        let x: Vec<f32> = (0..n * 1536).map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5).collect();
+        let x: Vec<f32> = (0..n * 1536)
+            .map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5)
+            .collect();
         let mut out = vec![0f32; n * 49152];
         let mut step = || {
             for layer in &layers {
@@ -142,10 +154,19 @@ fn bench_model(isa: Isa) {
 
 fn main() {
     let all = std::env::args().any(|a| a == "--all-isas");
-    let isas = if all { Isa::available() } else { vec![Isa::best()] };
-    println!("rayon threads: {}, ISA levels available: {:?}", rayon::current_num_threads(), Isa::available());
+    let isas = if all {
+        Isa::available()
+    } else {
+        vec![Isa::best()]
+    };
+    println!(
+        "rayon threads: {}, ISA levels available: {:?}",
+        rayon::current_num_threads(),
+        Isa::available()
+    );
+    let model_only = std::env::args().any(|a| a == "--model-only");
     println!("single matrices:");
-    for &isa in &isas {
+    for &isa in isas.iter().filter(|_| !model_only) {
         bench_matrix(isa, "Q4_1 576->1536 (up)", TensorType::Q4_1, 1536, 576);
         bench_matrix(isa, "Q4_1 1536->576 (down)", TensorType::Q4_1, 576, 1536);
         bench_matrix(isa, "Q8_0 576->49152 (head)", TensorType::Q8_0, 49152, 576);

@@ -49,7 +49,9 @@ pub fn attend_group(
     #[cfg(target_arch = "x86_64")]
     if has_avx2_fma() {
         // SAFETY: the CPU supports AVX2 and FMA (checked above).
-        return unsafe { attend_group_avx2(shape, q, keys, values, kv_head, n_ctx, scale, out, scores) };
+        return unsafe {
+            attend_group_avx2(shape, q, keys, values, kv_head, n_ctx, scale, out, scores)
+        };
     }
     attend_group_generic(shape, q, keys, values, kv_head, n_ctx, scale, out, scores)
 }
@@ -133,7 +135,12 @@ pub fn softmax_in_place(x: &mut [f32]) {
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; 8];
     let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ac.remainder().iter().zip(bc.remainder()).map(|(x, y)| x * y).sum();
+    let tail: f32 = ac
+        .remainder()
+        .iter()
+        .zip(bc.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
     for (x, y) in ac.zip(bc) {
         for i in 0..8 {
             acc[i] += x[i] * y[i];
@@ -180,11 +187,16 @@ mod tests {
         out
     }
 
-    type AttendFn = fn(AttentionShape, &[f32], &[f32], &[f32], usize, usize, f32, &mut [f32], &mut Vec<f32>);
+    type AttendFn =
+        fn(AttentionShape, &[f32], &[f32], &[f32], usize, usize, f32, &mut [f32], &mut Vec<f32>);
 
     #[test]
     fn grouped_matches_naive() {
-        let shape = AttentionShape { n_head: 6, n_kv_head: 2, head_dim: 16 };
+        let shape = AttentionShape {
+            n_head: 6,
+            n_kv_head: 2,
+            head_dim: 16,
+        };
         let n_ctx = 37;
         let val = |i: usize, salt: usize| ((i * 7919 + salt * 104729) % 1000) as f32 / 500.0 - 1.0;
         let q: Vec<f32> = (0..shape.n_head * 16).map(|i| val(i, 1)).collect();

@@ -2,9 +2,9 @@
 
 mod act;
 mod scalar;
-mod unpack;
 #[cfg(test)]
 mod tests;
+mod unpack;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
@@ -30,32 +30,71 @@ pub struct QMatrix<'a> {
 #[derive(Debug, thiserror::Error)]
 pub enum ShapeError {
     #[error("{ty}: {cols} columns are not a whole number of {block}-element blocks")]
-    PartialBlock { ty: TensorType, cols: usize, block: usize },
+    PartialBlock {
+        ty: TensorType,
+        cols: usize,
+        block: usize,
+    },
     #[error("{ty}: {rows}x{cols} needs {expected} bytes, got {actual}")]
-    DataLength { ty: TensorType, rows: usize, cols: usize, expected: u64, actual: usize },
+    DataLength {
+        ty: TensorType,
+        rows: usize,
+        cols: usize,
+        expected: u64,
+        actual: usize,
+    },
     #[error("{ty}: {rows}x{cols} is too large")]
-    Overflow { ty: TensorType, rows: usize, cols: usize },
+    Overflow {
+        ty: TensorType,
+        rows: usize,
+        cols: usize,
+    },
 }
 
 impl std::fmt::Debug for QMatrix<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "QMatrix({} {}x{}, {} bytes)", self.ty, self.rows, self.cols, self.data.len())
+        write!(
+            f,
+            "QMatrix({} {}x{}, {} bytes)",
+            self.ty,
+            self.rows,
+            self.cols,
+            self.data.len()
+        )
     }
 }
 
 impl<'a> QMatrix<'a> {
     /// Checks that `data` holds exactly rows*row_bytes(cols) bytes and cols is a whole number
     /// of blocks.
-    pub fn new(ty: TensorType, data: &'a [u8], rows: usize, cols: usize) -> Result<Self, ShapeError> {
+    pub fn new(
+        ty: TensorType,
+        data: &'a [u8],
+        rows: usize,
+        cols: usize,
+    ) -> Result<Self, ShapeError> {
         let block = ty.block_elems();
         let row_bytes =
-            ty.row_bytes(cols as u64).ok_or(ShapeError::PartialBlock { ty, cols, block })?;
-        let expected =
-            row_bytes.checked_mul(rows as u64).ok_or(ShapeError::Overflow { ty, rows, cols })?;
+            ty.row_bytes(cols as u64)
+                .ok_or(ShapeError::PartialBlock { ty, cols, block })?;
+        let expected = row_bytes
+            .checked_mul(rows as u64)
+            .ok_or(ShapeError::Overflow { ty, rows, cols })?;
         if expected != data.len() as u64 {
-            return Err(ShapeError::DataLength { ty, rows, cols, expected, actual: data.len() });
+            return Err(ShapeError::DataLength {
+                ty,
+                rows,
+                cols,
+                expected,
+                actual: data.len(),
+            });
         }
-        Ok(Self { ty, data, rows, cols })
+        Ok(Self {
+            ty,
+            data,
+            rows,
+            cols,
+        })
     }
 
     /// Bytes per row.
@@ -80,6 +119,7 @@ impl<'a> QMatrix<'a> {
 pub struct MatmulScratch {
     q: Vec<i8>,
     f: Vec<f32>,
+    bias: Vec<i32>,
 }
 
 /// An instruction-set level of the kernels. [`matmul`] uses [`Isa::best`]; the others can be
@@ -174,9 +214,15 @@ fn dispatched() -> &'static Kernels {
     static CHOICE: OnceLock<&'static Kernels> = OnceLock::new();
     CHOICE.get_or_init(|| {
         let forced = std::env::var("TEXTNLP_MATMUL_ISA").ok();
-        let forced = Isa::ALL.into_iter().find(|i| forced.as_deref() == Some(i.name()));
+        let forced = Isa::ALL
+            .into_iter()
+            .find(|i| forced.as_deref() == Some(i.name()));
         let best = Isa::ALL.into_iter().rev().find(|i| i.is_available());
-        forced.filter(|i| i.is_available()).or(best).unwrap_or(Isa::Scalar).kernels()
+        forced
+            .filter(|i| i.is_available())
+            .or(best)
+            .unwrap_or(Isa::Scalar)
+            .kernels()
     })
 }
 
@@ -184,10 +230,12 @@ fn dispatched() -> &'static Kernels {
 /// level (see [`Isa::is_available`]), with arguments laid out as documented in `act`.
 struct Kernels {
     isa: Isa,
-    /// Quantizes `x` into the direct layout (`q`, `f`).
-    quantize_direct: unsafe fn(&[f32], &mut [i8], &mut [f32]),
+    /// Quantizes `x` into the direct layout (`q`, `f`, and `bias` for k ≠ 0).
+    quantize_direct: QuantizeDirect,
+    /// The k of the direct layout's bias that `direct_rows` expects for a weight type.
+    direct_bias: fn(TensorType) -> [i32; 2],
     /// Quantizes column group `g` of `x` (n, cols) into the batched layout (that group's q, f).
-    quantize_group: unsafe fn(&[f32], usize, usize, usize, &mut [i8], &mut [f32]),
+    quantize_group: QuantizeGroup,
     /// Rows × all columns, direct layout.
     direct_rows: unsafe fn(&QMatrix, Range<usize>, &Act, Out),
     /// Rows × column groups, batched layout (levels with a register-tiled kernel).
@@ -196,14 +244,19 @@ struct Kernels {
     float_rows: unsafe fn(&QMatrix, Range<usize>, &[f32], Out),
 }
 
+/// `(x, q, f, bias, k)`: see `act::quantize_direct`.
+type QuantizeDirect = unsafe fn(&[f32], &mut [i8], &mut [f32], &mut [i32], [i32; 2]);
+/// `(x, n, cols, g, q, f)`: see `act::quantize_batched_group`.
+type QuantizeGroup = unsafe fn(&[f32], usize, usize, usize, &mut [i8], &mut [f32]);
+
 struct Batched {
     run: unsafe fn(&QMatrix, Range<usize>, Range<usize>, &Act, Out),
     /// Rows per register tile (row chunks are multiples of it).
     tile_rows: usize,
 }
 
-fn scalar_quantize_direct(x: &[f32], q: &mut [i8], f: &mut [f32]) {
-    act::quantize_direct(x, q, f, act::quantize_block_scalar);
+fn scalar_quantize_direct(x: &[f32], q: &mut [i8], f: &mut [f32], bias: &mut [i32], k: [i32; 2]) {
+    act::quantize_direct(x, q, f, bias, k, act::quantize_block_scalar);
 }
 
 fn scalar_quantize_group(x: &[f32], n: usize, cols: usize, g: usize, q: &mut [i8], f: &mut [f32]) {
@@ -213,6 +266,7 @@ fn scalar_quantize_group(x: &[f32], n: usize, cols: usize, g: usize, q: &mut [i8
 static SCALAR: Kernels = Kernels {
     isa: Isa::Scalar,
     quantize_direct: scalar_quantize_direct,
+    direct_bias: |_| [0, 0],
     quantize_group: scalar_quantize_group,
     direct_rows: scalar::direct_rows,
     batched: None,
@@ -229,7 +283,13 @@ fn float_row(w: &QMatrix, r: usize, out: &mut [f32]) {
     reference::dequantize_row(w.ty, w.row(r), out);
 }
 
+/// The shape checks every entry point makes (the fields of [`QMatrix`] are public, so it may
+/// not have come from [`QMatrix::new`]); the kernels rely on them.
 fn check_args(w: &QMatrix, x: &[f32], n: usize, out: &[f32]) {
+    assert!(
+        w.cols.is_multiple_of(w.ty.block_elems()) && w.data.len() >= w.rows * w.row_bytes(),
+        "matmul: {w:?} is not a whole number of blocks per row, or its data is too short"
+    );
     assert_eq!(x.len(), n * w.cols, "matmul: x must hold n*cols values");
     assert_eq!(out.len(), n * w.rows, "matmul: out must hold n*rows values");
 }
@@ -261,13 +321,13 @@ impl Out {
 
 /// Largest n served by the direct kernels (one row × up to 4 columns, natural layout); above
 /// it the register-tiled batched kernel is faster.
-const DIRECT_MAX_N: usize = 3;
+const DIRECT_MAX_N: usize = 2;
 /// Rough work (≈ bytes touched) under which a task is not worth handing to another thread.
 const MIN_TASK_WORK: usize = 48 << 10;
 /// Batched layout: activation bytes per column tile (kept in L2 while the rows stream).
 const ACT_TILE_BYTES: usize = 192 << 10;
 /// Batched layout: unpacked weight bytes per task (kept in L1/L2).
-const UNPACK_TASK_BYTES: usize = 48 << 10;
+const UNPACK_TASK_BYTES: usize = 16 << 10;
 
 /// out[j*w.rows + r] = dot(row r of W, x[j*w.cols .. (j+1)*w.cols]) for j in 0..n.
 ///
@@ -290,7 +350,10 @@ pub fn matmul_with_isa(
     out: &mut [f32],
     scratch: &mut MatmulScratch,
 ) {
-    assert!(isa.is_available(), "matmul: this CPU cannot run the {isa} kernels");
+    assert!(
+        isa.is_available(),
+        "matmul: this CPU cannot run the {isa} kernels"
+    );
     run(isa.kernels(), w, x, n, out, scratch);
 }
 
@@ -299,11 +362,21 @@ fn run(k: &Kernels, w: &QMatrix, x: &[f32], n: usize, out: &mut [f32], s: &mut M
     if n == 0 || w.rows == 0 {
         return;
     }
-    let out = Out { ptr: out.as_mut_ptr(), rows: w.rows, n };
+    if w.cols == 0 {
+        out.fill(0.0);
+        return;
+    }
+    let out = Out {
+        ptr: out.as_mut_ptr(),
+        rows: w.rows,
+        n,
+    };
     if w.ty.block_elems() == 1 {
         let chunk = rows_per_task(w.rows, w.row_bytes() + n * w.cols * 4, 4);
         // SAFETY: `k` belongs to an available level; each task owns its rows.
-        run_row_chunks(w.rows, chunk, &|rows| unsafe { (k.float_rows)(w, rows, x, out) });
+        run_row_chunks(w.rows, chunk, &|rows| unsafe {
+            (k.float_rows)(w, rows, x, out)
+        });
         return;
     }
     match &k.batched {
@@ -313,14 +386,31 @@ fn run(k: &Kernels, w: &QMatrix, x: &[f32], n: usize, out: &mut [f32], s: &mut M
 }
 
 fn run_direct(k: &Kernels, w: &QMatrix, x: &[f32], n: usize, out: Out, s: &mut MatmulScratch) {
+    let bias_k = (k.direct_bias)(w.ty);
     s.q.resize(x.len(), 0);
     s.f.resize(x.len() / QK * act::DIRECT_F, 0.0);
+    s.bias.resize(
+        if bias_k != [0, 0] {
+            x.len() / QK * act::BIAS
+        } else {
+            0
+        },
+        0,
+    );
     // SAFETY: `k` belongs to an available level; the buffers have the direct layout's sizes.
-    unsafe { (k.quantize_direct)(x, &mut s.q, &mut s.f) };
-    let act = Act { q: &s.q, f: &s.f, n, cols: w.cols };
+    unsafe { (k.quantize_direct)(x, &mut s.q, &mut s.f, &mut s.bias, bias_k) };
+    let act = Act {
+        q: &s.q,
+        f: &s.f,
+        bias: &s.bias,
+        n,
+        cols: w.cols,
+    };
     let chunk = rows_per_task(w.rows, w.row_bytes() + n * w.cols / 2, 4);
     // SAFETY: as above; each task owns its rows.
-    run_row_chunks(w.rows, chunk, &|rows| unsafe { (k.direct_rows)(w, rows, &act, out) });
+    run_row_chunks(w.rows, chunk, &|rows| unsafe {
+        (k.direct_rows)(w, rows, &act, out)
+    });
 }
 
 fn run_batched(
@@ -350,7 +440,13 @@ fn run_batched(
             }
         }
     });
-    let act = Act { q: &s.q, f: &s.f, n, cols };
+    let act = Act {
+        q: &s.q,
+        f: &s.f,
+        bias: &[],
+        n,
+        cols,
+    };
 
     // Column tiles of whole groups whose activations stay in L2; row chunks whose unpacked
     // weights stay in L1/L2, enough of them to feed every thread several tasks.
@@ -359,7 +455,10 @@ fn run_batched(
     let tile = groups.div_ceil(ntiles);
     let want = (4 * rayon::current_num_threads()).div_ceil(ntiles);
     let by_cache = (UNPACK_TASK_BYTES / cols.max(1)).max(1);
-    let chunk = by_cache.min(w.rows.div_ceil(want)).max(1).next_multiple_of(b.tile_rows);
+    let chunk = by_cache
+        .min(w.rows.div_ceil(want))
+        .max(1)
+        .next_multiple_of(b.tile_rows);
     let nchunks = w.rows.div_ceil(chunk);
     run_tasks(nchunks * ntiles, &|t| {
         let (rc, tc) = (t / ntiles, t % ntiles);
@@ -395,7 +494,9 @@ fn rows_per_task(rows: usize, row_work: usize, align: usize) -> usize {
 
 /// Runs `f` on consecutive ranges of `chunk` items covering `0..total`, in parallel.
 fn run_row_chunks(total: usize, chunk: usize, f: &(dyn Fn(Range<usize>) + Sync)) {
-    run_tasks(total.div_ceil(chunk), &|t| f(t * chunk..((t + 1) * chunk).min(total)));
+    run_tasks(total.div_ceil(chunk), &|t| {
+        f(t * chunk..((t + 1) * chunk).min(total))
+    });
 }
 
 /// Runs `task(i)` for i in 0..ntasks on the calling thread plus up to threads − 1 rayon
@@ -446,8 +547,18 @@ impl TaskSet {
                 *const (dyn Fn(usize) + Sync + 'static),
             >(task)
         };
-        let (next, done, panicked) = (AtomicUsize::new(0), AtomicUsize::new(0), AtomicBool::new(false));
-        Self { next, done, panicked, ntasks, task }
+        let (next, done, panicked) = (
+            AtomicUsize::new(0),
+            AtomicUsize::new(0),
+            AtomicBool::new(false),
+        );
+        Self {
+            next,
+            done,
+            panicked,
+            ntasks,
+            task,
+        }
     }
 
     fn work(&self) {
@@ -475,7 +586,10 @@ impl TaskSet {
                 std::thread::yield_now();
             }
         }
-        assert!(!self.panicked.load(Ordering::Relaxed), "matmul: a worker task panicked");
+        assert!(
+            !self.panicked.load(Ordering::Relaxed),
+            "matmul: a worker task panicked"
+        );
     }
 }
 

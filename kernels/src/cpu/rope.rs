@@ -26,11 +26,18 @@ pub struct Rope {
 impl Rope {
     /// `n_rot` leading dimensions of each `head_dim`-wide head are rotated (`n_rot` even, ≤ head_dim).
     pub fn new(style: RopeStyle, head_dim: usize, n_rot: usize, base: f32) -> Self {
-        assert!(n_rot % 2 == 0 && n_rot <= head_dim, "invalid rope dims");
+        assert!(
+            n_rot.is_multiple_of(2) && n_rot <= head_dim,
+            "invalid rope dims"
+        );
         let inv_freq = (0..n_rot / 2)
             .map(|i| base.powf(-2.0 * i as f32 / n_rot as f32))
             .collect();
-        Rope { style, head_dim, inv_freq }
+        Rope {
+            style,
+            head_dim,
+            inv_freq,
+        }
     }
 
     /// Rotates every head in `x` (a concatenation of heads) for position `pos`.

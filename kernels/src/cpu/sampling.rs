@@ -78,12 +78,31 @@ impl SamplingParams {
             if ok && value.is_finite() {
                 Ok(())
             } else {
-                Err(SamplingError { name, value, expected })
+                Err(SamplingError {
+                    name,
+                    value,
+                    expected,
+                })
             }
         };
-        check("temperature", self.temperature, self.temperature >= 0.0, "finite and >= 0")?;
-        check("top_p", self.top_p, self.top_p > 0.0 && self.top_p <= 1.0, "in (0, 1]")?;
-        check("min_p", self.min_p, (0.0..=1.0).contains(&self.min_p), "in [0, 1]")?;
+        check(
+            "temperature",
+            self.temperature,
+            self.temperature >= 0.0,
+            "finite and >= 0",
+        )?;
+        check(
+            "top_p",
+            self.top_p,
+            self.top_p > 0.0 && self.top_p <= 1.0,
+            "in (0, 1]",
+        )?;
+        check(
+            "min_p",
+            self.min_p,
+            (0.0..=1.0).contains(&self.min_p),
+            "in [0, 1]",
+        )?;
         check(
             "repetition_penalty",
             self.repetition_penalty,
@@ -121,7 +140,12 @@ pub struct Sampler {
 
 impl Sampler {
     pub fn new(params: SamplingParams) -> Self {
-        Sampler { params, step: 0, ranked: Vec::new(), seen: Vec::new() }
+        Sampler {
+            params,
+            step: 0,
+            ranked: Vec::new(),
+            seen: Vec::new(),
+        }
     }
 
     pub fn params(&self) -> &SamplingParams {
@@ -148,7 +172,9 @@ impl Sampler {
     }
 
     fn apply_penalties(&mut self, logits: &mut [f32], history: &[u32]) {
-        let Sampler { params: p, seen, .. } = self;
+        let Sampler {
+            params: p, seen, ..
+        } = self;
         if p.repetition_penalty == 1.0 && p.presence_penalty == 0.0 && p.frequency_penalty == 0.0 {
             return;
         }
@@ -160,7 +186,9 @@ impl Sampler {
         seen.extend_from_slice(window);
         seen.sort_unstable();
         for run in seen.chunk_by(|a, b| a == b) {
-            let Some(logit) = logits.get_mut(run[0] as usize) else { continue };
+            let Some(logit) = logits.get_mut(run[0] as usize) else {
+                continue;
+            };
             if *logit > 0.0 {
                 *logit /= p.repetition_penalty;
             } else {
@@ -181,11 +209,18 @@ impl Sampler {
         let z_max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) * inv_t;
         // Total mass relative to the maximum, needed only by top-p.
         let total = if p.top_p < 1.0 {
-            logits.iter().map(|&l| (l * inv_t - z_max).exp()).sum::<f32>()
+            logits
+                .iter()
+                .map(|&l| (l * inv_t - z_max).exp())
+                .sum::<f32>()
         } else {
             0.0
         };
-        let z_min_p = if p.min_p > 0.0 { z_max + p.min_p.ln() } else { f32::NEG_INFINITY };
+        let z_min_p = if p.min_p > 0.0 {
+            z_max + p.min_p.ln()
+        } else {
+            f32::NEG_INFINITY
+        };
 
         // Rank a growing prefix until it contains every kept token.
         let mut m = limit.min(256);
@@ -203,8 +238,12 @@ impl Sampler {
     /// Fills `ranked` with the `m` most likely tokens in order.
     fn rank_top(&mut self, logits: &[f32], inv_t: f32, m: usize) {
         self.ranked.clear();
-        self.ranked
-            .extend(logits.iter().enumerate().map(|(i, &l)| (l * inv_t, i as u32)));
+        self.ranked.extend(
+            logits
+                .iter()
+                .enumerate()
+                .map(|(i, &l)| (l * inv_t, i as u32)),
+        );
         let by_rank = |a: &(f32, u32), b: &(f32, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
         if m < self.ranked.len() {
             self.ranked.select_nth_unstable_by(m - 1, by_rank);
@@ -251,7 +290,9 @@ fn gumbel(seed: u64, step: u64, id: u32) -> f32 {
 
 /// A uniform draw in (0, 1) from a SplitMix64-style hash of the counter.
 pub fn uniform(seed: u64, step: u64, id: u32) -> f32 {
-    let mut x = seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(id).wrapping_mul(0xD1B5_4A32_D192_ED03);
+    let mut x = seed
+        ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ u64::from(id).wrapping_mul(0xD1B5_4A32_D192_ED03);
     for _ in 0..2 {
         x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -265,7 +306,11 @@ mod tests {
     use super::*;
 
     fn params(temperature: f32) -> SamplingParams {
-        SamplingParams { temperature, seed: 7, ..Default::default() }
+        SamplingParams {
+            temperature,
+            seed: 7,
+            ..Default::default()
+        }
     }
 
     fn draw_many(p: SamplingParams, logits: &[f32], n: usize) -> Vec<usize> {
@@ -287,8 +332,13 @@ mod tests {
     fn same_seed_same_tokens_different_seed_different_tokens() {
         let logits: Vec<f32> = (0..1000).map(|i| ((i * 37) % 101) as f32 / 20.0).collect();
         let run = |seed| {
-            let mut s = Sampler::new(SamplingParams { seed, ..params(1.0) });
-            (0..64).map(|_| s.sample(&mut logits.clone(), &[])).collect::<Vec<_>>()
+            let mut s = Sampler::new(SamplingParams {
+                seed,
+                ..params(1.0)
+            });
+            (0..64)
+                .map(|_| s.sample(&mut logits.clone(), &[]))
+                .collect::<Vec<_>>()
         };
         assert_eq!(run(1), run(1));
         assert_ne!(run(1), run(2));
@@ -309,7 +359,14 @@ mod tests {
 
     #[test]
     fn top_k_keeps_k_most_likely() {
-        let counts = draw_many(SamplingParams { top_k: 2, ..params(5.0) }, &[0.0, 1.0, 2.0, 0.5], 2000);
+        let counts = draw_many(
+            SamplingParams {
+                top_k: 2,
+                ..params(5.0)
+            },
+            &[0.0, 1.0, 2.0, 0.5],
+            2000,
+        );
         assert_eq!((counts[0], counts[3]), (0, 0));
         assert!(counts[1] > 0 && counts[2] > 0);
     }
@@ -318,7 +375,14 @@ mod tests {
     fn top_p_keeps_the_nucleus() {
         // probabilities ≈ [0.64, 0.24, 0.09, 0.03]: nucleus for 0.8 is the first two.
         let logits = [3.0f32, 2.0, 1.0, 0.0];
-        let counts = draw_many(SamplingParams { top_p: 0.8, ..params(1.0) }, &logits, 2000);
+        let counts = draw_many(
+            SamplingParams {
+                top_p: 0.8,
+                ..params(1.0)
+            },
+            &logits,
+            2000,
+        );
         assert_eq!((counts[2], counts[3]), (0, 0));
         assert!(counts[1] > 0);
     }
@@ -326,7 +390,14 @@ mod tests {
     #[test]
     fn min_p_drops_unlikely_tokens() {
         let logits = [3.0f32, 2.9, 0.0, -1.0];
-        let counts = draw_many(SamplingParams { min_p: 0.5, ..params(1.0) }, &logits, 2000);
+        let counts = draw_many(
+            SamplingParams {
+                min_p: 0.5,
+                ..params(1.0)
+            },
+            &logits,
+            2000,
+        );
         assert_eq!((counts[2], counts[3]), (0, 0));
     }
 
@@ -334,8 +405,15 @@ mod tests {
     fn filter_order_does_not_matter_intersection() {
         // top_k = 3 and top_p = 0.8 together keep the shorter prefix (2 tokens).
         let logits = [3.0f32, 2.0, 1.0, 0.0];
-        let counts =
-            draw_many(SamplingParams { top_k: 3, top_p: 0.8, ..params(1.0) }, &logits, 2000);
+        let counts = draw_many(
+            SamplingParams {
+                top_k: 3,
+                top_p: 0.8,
+                ..params(1.0)
+            },
+            &logits,
+            2000,
+        );
         assert_eq!(counts[2], 0);
     }
 
@@ -344,7 +422,10 @@ mod tests {
         // A flat distribution over 5000 tokens: top-p 0.5 needs ~2500 tokens, more than the
         // initial 256-token ranking window.
         let logits = vec![0.0f32; 5000];
-        let mut s = Sampler::new(SamplingParams { top_p: 0.5, ..params(1.0) });
+        let mut s = Sampler::new(SamplingParams {
+            top_p: 0.5,
+            ..params(1.0)
+        });
         let kept = s.rank_kept(&logits).len();
         assert_eq!(kept, 2500);
     }
@@ -366,12 +447,30 @@ mod tests {
     fn validation_rejects_out_of_range() {
         assert!(params(1.0).validate().is_ok());
         let bad = [
-            SamplingParams { temperature: -1.0, ..params(1.0) },
-            SamplingParams { temperature: f32::NAN, ..params(1.0) },
-            SamplingParams { top_p: 0.0, ..params(1.0) },
-            SamplingParams { min_p: 1.5, ..params(1.0) },
-            SamplingParams { repetition_penalty: 0.0, ..params(1.0) },
-            SamplingParams { presence_penalty: 3.0, ..params(1.0) },
+            SamplingParams {
+                temperature: -1.0,
+                ..params(1.0)
+            },
+            SamplingParams {
+                temperature: f32::NAN,
+                ..params(1.0)
+            },
+            SamplingParams {
+                top_p: 0.0,
+                ..params(1.0)
+            },
+            SamplingParams {
+                min_p: 1.5,
+                ..params(1.0)
+            },
+            SamplingParams {
+                repetition_penalty: 0.0,
+                ..params(1.0)
+            },
+            SamplingParams {
+                presence_penalty: 3.0,
+                ..params(1.0)
+            },
         ];
         for p in bad {
             assert!(p.validate().is_err(), "{p:?}");

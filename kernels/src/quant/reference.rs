@@ -85,7 +85,8 @@ fn block_dequantizer(ty: TensorType) -> BlockDequant {
     }
 }
 
-/// Q4_0: `f16 d; u8 qs[16]`; element j = d·((qs[j]&15) − 8), element j+16 = d·((qs[j]>>4) − 8).
+/// Q4_0: `f16 d; u8 qs[16]`; element j = d·((qs[j]&15) − 8),
+/// element j+16 = d·((qs[j]>>4) − 8).
 fn dequant_q4_0(b: &[u8], y: &mut [f32]) {
     let d = f16_at(b, 0);
     for j in 0..16 {
@@ -291,7 +292,9 @@ fn pack_nibbles(q: &[u8; 32], qs: &mut [u8], qh: Option<&mut [u8]>) {
 
 /// Q4_0 (`offset` 8) and Q5_0 (`offset` 16): d = x_maxabs / −offset, q = round(x/d) + offset.
 fn quant_sym_nibbles(x: &[f32], b: &mut [u8], offset: i32) {
-    let max = x.iter().fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
+    let max = x
+        .iter()
+        .fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
     let d = max / -(offset as f32);
     put_f16(b, 0, d);
     let id = inv(f16::from_f32(d).to_f32());
@@ -388,7 +391,9 @@ fn quant_k_affine(x: &[f32], b: &mut [u8], five_bits: bool) {
 fn quant_q6_k(x: &[f32], b: &mut [u8]) {
     let mut scale = [0f32; 16];
     for (s, xs) in scale.iter_mut().zip(x.chunks_exact(16)) {
-        let max = xs.iter().fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
+        let max = xs
+            .iter()
+            .fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
         *s = max / -32.0;
     }
     let d = scale.iter().fold(0f32, |m, s| m.max(s.abs())) / 127.0;
@@ -444,7 +449,10 @@ mod tests {
         let mut b = F16_HALF.to_vec();
         b.extend((0..16u8).map(|j| j | ((15 - j) << 4)));
         let y = deq(TensorType::Q4_0, &b);
-        assert_eq!([y[0], y[8], y[15], y[16], y[31]], [-4.0, 0.0, 3.5, 3.5, -4.0]);
+        assert_eq!(
+            [y[0], y[8], y[15], y[16], y[31]],
+            [-4.0, 0.0, 3.5, 3.5, -4.0]
+        );
         for j in 0..16 {
             assert_eq!(y[j], 0.5 * (j as f32 - 8.0));
             assert_eq!(y[j + 16], 0.5 * (7.0 - j as f32));
@@ -473,7 +481,10 @@ mod tests {
         b.extend(0x8000_0001u32.to_le_bytes());
         b.extend([0x21].into_iter().chain([0u8; 15]));
         let y = deq(TensorType::Q5_0, &b);
-        assert_eq!([y[0], y[1], y[15], y[16], y[17], y[31]], [1.0, -16.0, -16.0, -14.0, -16.0, 0.0]);
+        assert_eq!(
+            [y[0], y[1], y[15], y[16], y[17], y[31]],
+            [1.0, -16.0, -16.0, -14.0, -16.0, 0.0]
+        );
     }
 
     #[test]
@@ -500,7 +511,9 @@ mod tests {
     }
 
     /// sc = [1, 2, 3, 4, 17, 33, 48, 63], mn = [0, 1, 2, 3, 16, 20, 40, 63], packed by hand.
-    const K_SCALES: [u8; 12] = [0x41, 0x82, 0xC3, 0xC4, 0x40, 0x41, 0x82, 0xC3, 0x01, 0x41, 0x80, 0xFF];
+    const K_SCALES: [u8; 12] = [
+        0x41, 0x82, 0xC3, 0xC4, 0x40, 0x41, 0x82, 0xC3, 0x01, 0x41, 0x80, 0xFF,
+    ];
 
     #[test]
     fn k_scale_unpacking() {
@@ -522,7 +535,10 @@ mod tests {
         let y = deq(TensorType::Q4_K, &b);
         let want = [3.0, 9.5, 8.0, 18.5, 43.0, 155.0, 124.0, 283.5];
         for (g, w) in want.iter().enumerate() {
-            assert!(y[32 * g..32 * g + 32].iter().all(|v| v == w), "sub-block {g}");
+            assert!(
+                y[32 * g..32 * g + 32].iter().all(|v| v == w),
+                "sub-block {g}"
+            );
         }
     }
 
@@ -536,7 +552,10 @@ mod tests {
         let y = deq(TensorType::Q5_K, &b);
         let want = [3.0, 41.5, 8.0, 82.5, 43.0, 683.0, 124.0, 1291.5];
         for (g, w) in want.iter().enumerate() {
-            assert!(y[32 * g..32 * g + 32].iter().all(|v| v == w), "sub-block {g}");
+            assert!(
+                y[32 * g..32 * g + 32].iter().all(|v| v == w),
+                "sub-block {g}"
+            );
         }
     }
 
@@ -549,7 +568,14 @@ mod tests {
         b.extend((0..16).map(|i| (i as i8 - 8) as u8));
         b.extend(F16_HALF);
         let y = deq(TensorType::Q6_K, &b);
-        let spots = [(0, 124.0), (32, 45.0), (64, -4.0), (96, -18.0), (128, 0.0), (255, 63.0)];
+        let spots = [
+            (0, 124.0),
+            (32, 45.0),
+            (64, -4.0),
+            (96, -18.0),
+            (128, 0.0),
+            (255, 63.0),
+        ];
         for (e, v) in spots {
             assert_eq!(y[e], v, "element {e}");
         }

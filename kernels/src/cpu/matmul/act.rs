@@ -4,8 +4,12 @@
 //!
 //! Two layouts:
 //! * **direct** (few columns): column `j`, block `b` has its 32 codes at `q[j·cols + 32b..]`
-//!   and `[d, d·Σq[0..16], d, d·Σq[16..32]]` at `f[(j·nb + b)·4..]`. The float quadruple lines
-//!   up lane by lane with a weight group's `[a_lo, c_lo, a_hi, c_hi]`.
+//!   and `[d, d·Σq]` at `f[(j·nb + b)·2..]` (so 8 consecutive blocks' pairs fill 2 vectors,
+//!   lining up with 8 weight groups' `[a, c]` pairs). Optionally, for weight
+//!   types stored as `a·(u + k)` with an integer `k`, the i32 vector
+//!   `[k·Σq[0..16], 0, 0, 0, k'·Σq[16..32], 0, 0, 0]` at `bias[(j·nb + b)·8..]` starts the
+//!   block's integer dot, so the offset is applied exactly, in integers (k' = 16k when the
+//!   kernel keeps the high nibbles in place).
 //! * **batched** (many columns): columns are taken [`CG`] at a time and interleaved four codes
 //!   at a time, so that a 32-bit lane of a 256-bit vector holds 4 consecutive codes of one
 //!   column: group `g`, block `b`, step `k` (elements 4k..4k+4), column `l` sits at
@@ -18,7 +22,7 @@ use super::unpack::QK;
 /// Columns per interleaved group of the batched layout (the 8 lanes of a 256-bit vector).
 pub(super) const CG: usize = 8;
 /// Floats per (column, block) in the direct layout.
-pub(super) const DIRECT_F: usize = 4;
+pub(super) const DIRECT_F: usize = 2;
 /// Bytes per (column group, block) in the batched layout.
 pub(super) const BATCH_Q: usize = QK * CG;
 /// Floats per (column group, block) in the batched layout.
@@ -29,6 +33,8 @@ pub(super) const BATCH_F: usize = 4 * CG;
 pub(super) struct Act<'a> {
     pub q: &'a [i8],
     pub f: &'a [f32],
+    /// Direct layout only, when the kernel asked for a bias (else empty).
+    pub bias: &'a [i32],
     /// Number of real columns.
     pub n: usize,
     /// Elements per column.
@@ -44,11 +50,17 @@ pub(super) struct BlockSums {
 }
 
 impl BlockSums {
-    pub fn direct_floats(self) -> [f32; 4] {
-        let d = self.d;
-        [d, d * self.lo as f32, d, d * self.hi as f32]
+    pub fn direct_floats(self) -> [f32; DIRECT_F] {
+        [self.d, self.d * (self.lo + self.hi) as f32]
+    }
+
+    pub fn bias(self, k: [i32; 2]) -> [i32; BIAS] {
+        [k[0] * self.lo, 0, 0, 0, k[1] * self.hi, 0, 0, 0]
     }
 }
+
+/// i32 lanes of the direct layout's bias per block.
+pub(super) const BIAS: usize = 8;
 
 /// The scale of a block with absolute maximum `amax`, and its inverse (0 for an all-zero block).
 #[inline(always)]
@@ -66,22 +78,37 @@ pub(super) fn quantize_block_scalar(x: &[f32; QK], q: &mut [i8; QK]) -> BlockSum
         *q = (v * id).round_ties_even() as i8;
     }
     let sum = |q: &[i8]| q.iter().map(|&v| v as i32).sum::<i32>();
-    BlockSums { d, lo: sum(&q[..16]), hi: sum(&q[16..]) }
+    BlockSums {
+        d,
+        lo: sum(&q[..16]),
+        hi: sum(&q[16..]),
+    }
 }
 
 /// Writes the direct layout: the columns are consecutive, so the blocks simply follow each
-/// other (`x.len()` codes in `q`, `x.len() / 32 · 4` floats in `f`).
+/// other (`x.len()` codes in `q`, `x.len() / 32 · 2` floats in `f`). With `k` ≠ 0 it also
+/// writes the bias vectors `[k₀·Σq[0..16], 0, 0, 0, k₁·Σq[16..32], 0, 0, 0]`
+/// (`x.len() / 32 · 8` values in `bias`).
 #[inline(always)]
 pub(super) fn quantize_direct(
     x: &[f32],
     q: &mut [i8],
     f: &mut [f32],
+    bias: &mut [i32],
+    k: [i32; 2],
     quant: impl Fn(&[f32; QK], &mut [i8; QK]) -> BlockSums,
 ) {
     let xb = x.chunks_exact(QK);
-    for ((x, q), f) in xb.zip(q.chunks_exact_mut(QK)).zip(f.chunks_exact_mut(DIRECT_F)) {
+    for (i, ((x, q), f)) in xb
+        .zip(q.chunks_exact_mut(QK))
+        .zip(f.chunks_exact_mut(DIRECT_F))
+        .enumerate()
+    {
         let s = quant(x.try_into().unwrap(), q.try_into().unwrap());
         f.copy_from_slice(&s.direct_floats());
+        if k != [0, 0] {
+            bias[i * BIAS..(i + 1) * BIAS].copy_from_slice(&s.bias(k));
+        }
     }
 }
 
@@ -127,7 +154,11 @@ pub(super) fn quantize_batched_group(
 #[cfg(test)]
 pub(super) fn dequantize_direct(act: &Act) -> Vec<f32> {
     let mut out = vec![0f32; act.n * act.cols];
-    for (i, (o, q)) in out.chunks_exact_mut(QK).zip(act.q.chunks_exact(QK)).enumerate() {
+    for (i, (o, q)) in out
+        .chunks_exact_mut(QK)
+        .zip(act.q.chunks_exact(QK))
+        .enumerate()
+    {
         let d = act.f[i * DIRECT_F];
         for (o, &q) in o.iter_mut().zip(q) {
             *o = d * q as f32;

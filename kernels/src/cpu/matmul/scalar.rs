@@ -11,12 +11,20 @@ pub(super) fn dot_unpacked(u: &[u8], ac: &[f32], q: &[i8], f: &[f32]) -> f32 {
     let mut acc = 0f32;
     let groups = u.chunks_exact(QK).zip(q.chunks_exact(QK));
     for ((u, q), (ac, f)) in groups.zip(ac.chunks_exact(4).zip(f.chunks_exact(DIRECT_F))) {
+        // (Σ u·q, Σ q) over one 16-element half.
         let half = |h: usize| {
             let r = 16 * h..16 * h + 16;
-            u[r.clone()].iter().zip(&q[r]).map(|(&u, &q)| u as i32 * q as i32).sum::<i32>()
+            let uq = u[r.clone()]
+                .iter()
+                .zip(&q[r.clone()])
+                .map(|(&u, &q)| u as i32 * q as i32);
+            (
+                uq.sum::<i32>() as f32,
+                q[r].iter().map(|&q| q as i32).sum::<i32>() as f32,
+            )
         };
-        let (lo, hi) = (half(0) as f32, half(1) as f32);
-        acc += ac[0] * f[0] * lo + ac[1] * f[1] + ac[2] * f[2] * hi + ac[3] * f[3];
+        let ((lo, qlo), (hi, qhi)) = (half(0), half(1));
+        acc += f[0] * (ac[0] * lo + ac[1] * qlo + ac[2] * hi + ac[3] * qhi);
     }
     acc
 }
@@ -32,7 +40,7 @@ pub(super) fn direct_rows(w: &QMatrix, rows: Range<usize>, act: &Act, out: Out) 
                 let q = &act.q[j * cols..(j + 1) * cols];
                 let f = &act.f[j * nb * DIRECT_F..(j + 1) * nb * DIRECT_F];
                 // SAFETY: j < n and r < rows; this task owns rows `rows`.
-                unsafe { out.set(j, r, dot_unpacked(&buf.u, &buf.ac, q, f)) };
+                unsafe { out.set(j, r, dot_unpacked(buf.u(), &buf.ac, q, f)) };
             }
         }
     });
@@ -43,7 +51,12 @@ pub(super) fn direct_rows(w: &QMatrix, rows: Range<usize>, act: &Act, out: Out) 
 pub(super) fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
     for (x, y) in ca.zip(cb) {
         for i in 0..8 {
             acc[i] += x[i] * y[i];

@@ -85,8 +85,21 @@ fn weights(ty: TensorType, rows: usize, cols: usize, raw: bool, rng: &mut Rng) -
 fn quantized_activations(x: &[f32], n: usize, cols: usize) -> Vec<f32> {
     let mut q = vec![0i8; x.len()];
     let mut f = vec![0f32; x.len() / QK * act::DIRECT_F];
-    act::quantize_direct(x, &mut q, &mut f, act::quantize_block_scalar);
-    act::dequantize_direct(&Act { q: &q, f: &f, n, cols })
+    act::quantize_direct(
+        x,
+        &mut q,
+        &mut f,
+        &mut [],
+        [0, 0],
+        act::quantize_block_scalar,
+    );
+    act::dequantize_direct(&Act {
+        q: &q,
+        f: &f,
+        bias: &[],
+        n,
+        cols,
+    })
 }
 
 fn dequantized(w: &QMatrix) -> Vec<f32> {
@@ -103,7 +116,11 @@ fn check(isa: Isa, w: &QMatrix, x: &[f32], n: usize) -> Result<(), String> {
     let mut got = vec![f32::NAN; n * rows];
     matmul_with_isa(isa, w, x, n, &mut got, &mut MatmulScratch::default());
     let float = w.ty.block_elems() == 1;
-    let xq = if float { x.to_vec() } else { quantized_activations(x, n, cols) };
+    let xq = if float {
+        x.to_vec()
+    } else {
+        quantized_activations(x, n, cols)
+    };
     let mut tight = vec![0f32; n * rows];
     matmul_reference(w, &xq, n, &mut tight);
     let mut loose = vec![0f32; n * rows];
@@ -130,11 +147,19 @@ fn check(isa: Isa, w: &QMatrix, x: &[f32], n: usize) -> Result<(), String> {
             let (g, t, l) = (got[i] as f64, tight[i] as f64, loose[i] as f64);
             let tol = 1e-4 * mag + 1e-30;
             if (g - t).abs() > tol || g.is_nan() {
-                return Err(format!("{isa} {} {rows}x{cols} n={n} [{j},{r}]: {g} vs same-activation reference {t} (tol {tol:e})", w.ty));
+                return Err(format!(
+                    "{isa} {} {rows}x{cols} n={n} [{j},{r}]: {g} vs same-activation \
+                     reference {t} (tol {tol:e})",
+                    w.ty
+                ));
             }
             let tol_l = rounding * 1.001 + 1e-4 * mag_x + 1e-30;
             if (g - l).abs() > tol_l {
-                return Err(format!("{isa} {} {rows}x{cols} n={n} [{j},{r}]: {g} vs f32 reference {l} (tol {tol_l:e})", w.ty));
+                return Err(format!(
+                    "{isa} {} {rows}x{cols} n={n} [{j},{r}]: {g} vs f32 \
+                     reference {l} (tol {tol_l:e})",
+                    w.ty
+                ));
             }
         }
     }
@@ -168,14 +193,14 @@ proptest! {
     #[test]
     fn fast_matches_reference(
         rows in 1..14usize,
-        blocks in 1..5usize,
+        blocks in 1..21usize,
         extra in 0..9usize,
         n in 1..21usize,
         raw in any::<bool>(),
         seed in any::<u64>(),
     ) {
         for ty in TensorType::ALL {
-            let blocks = if ty.block_elems() == 256 { blocks.min(2) } else { blocks };
+            let blocks = if ty.block_elems() == 256 { blocks % 3 + 1 } else { blocks };
             check_all_isas(ty, rows, cols_for(ty, blocks, extra), n, raw, seed);
         }
     }
@@ -202,8 +227,9 @@ fn activation_quantizers_agree() {
     let run = |k: &Kernels| {
         let mut q = vec![0i8; n * cols];
         let mut f = vec![0f32; n * nb * act::DIRECT_F];
+        let mut bias = vec![0i32; n * nb * act::BIAS];
         // SAFETY: only available levels are passed.
-        unsafe { (k.quantize_direct)(&x, &mut q, &mut f) };
+        unsafe { (k.quantize_direct)(&x, &mut q, &mut f, &mut bias, [-8, -128]) };
         let mut bq = vec![0i8; groups * nb * act::BATCH_Q];
         let mut bf = vec![0f32; groups * nb * act::BATCH_F];
         for g in 0..groups {
@@ -214,7 +240,7 @@ fn activation_quantizers_agree() {
             // SAFETY: as above.
             unsafe { (k.quantize_group)(&x, n, cols, g, q, f) };
         }
-        (q, f, bq, bf)
+        (q, f, bias, bq, bf)
     };
     let want = run(Isa::Scalar.kernels());
     for isa in Isa::available() {
@@ -242,8 +268,14 @@ fn best_isa_is_the_fastest_available() {
 #[test]
 fn shape_errors() {
     let ty = TensorType::Q4_1;
-    assert!(matches!(QMatrix::new(ty, &[0; 40], 2, 33), Err(ShapeError::PartialBlock { .. })));
-    assert!(matches!(QMatrix::new(ty, &[0; 39], 2, 32), Err(ShapeError::DataLength { .. })));
+    assert!(matches!(
+        QMatrix::new(ty, &[0; 40], 2, 33),
+        Err(ShapeError::PartialBlock { .. })
+    ));
+    assert!(matches!(
+        QMatrix::new(ty, &[0; 39], 2, 32),
+        Err(ShapeError::DataLength { .. })
+    ));
     let e = QMatrix::new(ty, &[0; 41], 2, 32).unwrap_err().to_string();
     assert_eq!(e, "Q4_1: 2x32 needs 40 bytes, got 41");
     let w = QMatrix::new(ty, &[0; 40], 2, 32).unwrap();
@@ -257,11 +289,13 @@ fn empty_shapes() {
     let data = [0u8; 40];
     let w = QMatrix::new(TensorType::Q4_1, &data, 2, 32).unwrap();
     matmul(&w, &[], 0, &mut [], &mut s);
-    let w0 = QMatrix::new(TensorType::Q4_1, &[], 3, 0).unwrap();
-    let mut out = [f32::NAN; 6];
-    for isa in Isa::available() {
-        matmul_with_isa(isa, &w0, &[], 2, &mut out, &mut s);
-        assert_eq!(out, [0.0; 6], "{isa}");
+    for ty in [TensorType::Q4_1, TensorType::F32] {
+        let w0 = QMatrix::new(ty, &[], 3, 0).unwrap();
+        for isa in Isa::available() {
+            let mut out = [f32::NAN; 6];
+            matmul_with_isa(isa, &w0, &[], 2, &mut out, &mut s);
+            assert_eq!(out, [0.0; 6], "{isa}");
+        }
     }
 }
 
@@ -270,7 +304,13 @@ fn empty_shapes() {
 fn wrong_activation_length_panics() {
     let data = [0u8; 40];
     let w = QMatrix::new(TensorType::Q4_1, &data, 2, 32).unwrap();
-    matmul(&w, &[0.0; 31], 1, &mut [0.0; 2], &mut MatmulScratch::default());
+    matmul(
+        &w,
+        &[0.0; 31],
+        1,
+        &mut [0.0; 2],
+        &mut MatmulScratch::default(),
+    );
 }
 
 #[test]
@@ -285,4 +325,24 @@ fn dequantize_row_matches_reference() {
         dequantize_row(ty, w.row(2), &mut b);
         assert_eq!(a, b, "{ty}");
     }
+}
+
+#[test]
+#[should_panic(expected = "not a whole number of blocks")]
+fn malformed_matrix_panics() {
+    // Built without `QMatrix::new`: 33 columns of Q4_1 are not whole blocks.
+    let data = [0u8; 40];
+    let w = QMatrix {
+        ty: TensorType::Q4_1,
+        data: &data,
+        rows: 1,
+        cols: 33,
+    };
+    matmul(
+        &w,
+        &[0.0; 33],
+        1,
+        &mut [0.0; 1],
+        &mut MatmulScratch::default(),
+    );
 }

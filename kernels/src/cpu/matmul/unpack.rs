@@ -17,27 +17,49 @@ use std::cell::RefCell;
 /// Elements per group of the unpacked form (and per activation block).
 pub(super) const QK: usize = 32;
 
-/// One or more unpacked rows: `cols` bytes and `cols / 8` floats (4 per group) per row.
+/// One or more unpacked rows: `cols` bytes and `cols / 8` floats (4 per group) per row. The
+/// bytes are 64-byte aligned (rows of whole groups keep every group within one cache line).
 #[derive(Default)]
 pub(super) struct Unpacked {
-    pub u: Vec<u8>,
+    lines: Vec<Line>,
+    len: usize,
     pub ac: Vec<f32>,
 }
+
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([u8; 64]);
 
 impl Unpacked {
     /// Makes room for `rows` rows of `cols` elements.
     pub fn prepare(&mut self, rows: usize, cols: usize) {
-        self.u.resize(rows * cols, 0);
+        self.len = rows * cols;
+        self.lines.resize(self.len.div_ceil(64), Line([0; 64]));
         self.ac.resize(rows * cols / QK * 4, 0.0);
+    }
+
+    /// The unpacked bytes.
+    pub fn u(&self) -> &[u8] {
+        // SAFETY: `lines` holds at least `len` initialised bytes (`Line` is plain bytes).
+        unsafe { std::slice::from_raw_parts(self.lines.as_ptr().cast(), self.len) }
+    }
+
+    /// The unpacked bytes, mutable.
+    pub fn u_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `u`, and the borrow is exclusive.
+        unsafe { std::slice::from_raw_parts_mut(self.lines.as_mut_ptr().cast(), self.len) }
     }
 
     /// Unpacks `row` into slot `i` (see [`unpack_row`]).
     #[inline(always)]
     pub fn unpack(&mut self, i: usize, ty: TensorType, row: &[u8], cols: usize, raw_q8: bool) {
         let acn = cols / QK * 4;
-        let u = &mut self.u[i * cols..(i + 1) * cols];
         let ac = &mut self.ac[i * acn..(i + 1) * acn];
-        unpack_row(ty, row, raw_q8, u, ac);
+        // SAFETY: as in `u_mut`; `ac` is a different allocation.
+        let all = unsafe {
+            std::slice::from_raw_parts_mut(self.lines.as_mut_ptr().cast::<u8>(), self.len)
+        };
+        unpack_row(ty, row, raw_q8, &mut all[i * cols..(i + 1) * cols], ac);
     }
 }
 

@@ -9,8 +9,8 @@
 //! sizes the caller has checked (stated at the function), or calls of `#[target_feature]`
 //! functions from functions that enable the same features.
 
-use super::act::{self, Act, BATCH_F, BATCH_Q, BlockSums, CG, DIRECT_F};
-use super::unpack::{QK, UNPACK};
+use super::act::{self, Act, BATCH_F, BATCH_Q, BIAS, BlockSums, CG, DIRECT_F};
+use super::unpack::{QK, UNPACK, Unpacked};
 use super::{Batched, Kernels, Out, QMatrix, ROWBUF};
 use crate::quant::TensorType;
 use half::{bf16, f16};
@@ -20,38 +20,28 @@ use std::ops::Range;
 // ---------------------------------------------------------------------------------------------
 // Shared helpers (AVX2 + FMA + F16C).
 
-/// `[f16(p), f16(p + 2), 0, 0]` as f32.
+/// The four f16 values at `p..p + 8` as f32 (a memory-operand `vcvtph2ps`). Decoders use
+/// lane 0 (and 1); the other lanes are whatever bytes follow and are ignored.
 ///
-/// Safety: 4 readable bytes at `p`.
+/// Safety: 8 readable bytes at `p`.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn f16x2(p: *const u8) -> __m128 {
+unsafe fn f16x4(p: *const u8) -> __m128 {
     // SAFETY: see the function's contract.
-    let bits = unsafe { p.cast::<u32>().read_unaligned() };
-    _mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32))
-}
-
-/// The f16 at `p` as f32 in all four lanes.
-///
-/// Safety: 2 readable bytes at `p`.
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn f16_splat(p: *const u8) -> __m128 {
-    // SAFETY: see the function's contract.
-    let bits = unsafe { p.cast::<u16>().read_unaligned() };
-    _mm_broadcastss_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+    _mm_cvtph_ps(unsafe { _mm_loadl_epi64(p.cast()) })
 }
 
 /// 32 nibbles from the 16 bytes at `p`: the low nibbles (elements 0..16), then the high ones.
+/// (Broadcast load plus a per-lane shift: no cross-lane shuffle.)
 ///
 /// Safety: 16 readable bytes at `p`.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 unsafe fn nibbles(p: *const u8) -> __m256i {
     // SAFETY: see the function's contract.
-    let lo = unsafe { _mm_loadu_si128(p.cast()) };
-    let hi = _mm_srli_epi16(lo, 4);
-    _mm256_and_si256(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(0x0F))
+    let v = _mm256_broadcastsi128_si256(unsafe { _mm_loadu_si128(p.cast()) });
+    let v = _mm256_srlv_epi64(v, _mm256_setr_epi64x(0, 0, 4, 4));
+    _mm256_and_si256(v, _mm256_set1_epi8(0x0F))
 }
 
 /// Byte `e` is 0x10 where bit `e` of `bits` is set, else 0 (the fifth bit of Q5 weights).
@@ -78,109 +68,224 @@ fn hsum(v: __m256) -> f32 {
     _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
 }
 
-/// Lane 1 + lane 3 (the offset lanes of `[a·d, c·s_lo, a·d, c·s_hi]` products).
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-fn odd_lanes_sum(v: __m128) -> f32 {
-    let h = _mm_movehdup_ps(v);
-    _mm_cvtss_f32(_mm_add_ss(h, _mm_movehl_ps(h, h)))
-}
-
 // ---------------------------------------------------------------------------------------------
 // Weight decoders: one block at a time, in registers.
 
-/// Decodes the weight blocks of one row into 32-element groups: 32 unsigned bytes `u` in element
-/// order plus `[a_lo, c_lo, a_hi, c_hi]` (weight = a·u + c per 16-element half), the same form
-/// as [`super::unpack`]. With `RAW` the bytes are signed weights and c = 0.
+/// Decodes the weight blocks of one row into 32-element groups of 32 unsigned bytes `u` in
+/// element order, with scales for groups of 8. Group g's weights are
+/// * `a_g·(u + K)` (symmetric types; K = 0 with `RAW`, where `u` holds signed bytes), or
+/// * `a_g·u + c_g` when `AFFINE`,
+/// * with `G16` the two 16-element halves have their own `a` (symmetric only).
 trait Decoder: Copy {
-    /// 32-element groups per block.
+    /// 32-element groups per block (1, or 8 for the K-quants).
     const GROUPS: usize;
+    /// Bytes per block.
+    const BYTES: usize;
+    const K: i32 = 0;
+    const AFFINE: bool = false;
+    const G16: bool = false;
     const RAW: bool = false;
-    /// Calls `f(g, u, ac)` for each group `g` of block `blk`.
+    /// `HI16`: the bytes of elements 16..32 hold 16·u (nibbles left in place, which saves a
+    /// shift; only for dot steps exact up to 255, and not for unpacking).
+    const HI16: bool = false;
+    /// The scales of the 8 groups from block `blk` on (8 / GROUPS blocks), in order:
+    /// `AFFINE`: `[a0 c0 a1 c1 a2 c2 a3 c3]`, `[a4 c4 … a7 c7]`; symmetric: a_g in lane 2g
+    /// (the odd lanes are unspecified, even NaN); `G16`: the 16 half scales. Only the first
+    /// `count` blocks are read (one-group blocks; the others are zero).
     ///
-    /// Safety: `blk` is a block of the row the decoder was made for.
-    unsafe fn block<F: FnMut(usize, __m256i, __m128)>(self, blk: usize, f: F);
+    /// Safety: blocks blk..blk+count are in the row.
+    unsafe fn scales8(self, blk: usize, count: usize) -> [__m256; 2];
+    /// GROUPS = 1: `[a, c, ?, ?]` of block `blk` (symmetric: `[a, ?, ?, ?]`); the unspecified
+    /// lanes may hold anything, even NaN.
+    ///
+    /// Safety: `blk` is in the row.
+    unsafe fn scales1(self, _blk: usize) -> __m128 {
+        unreachable!("only for one-group blocks")
+    }
+    /// The row's first byte.
+    fn row(self) -> *const u8;
+    /// Calls `f(g, u)` for each group `g` of block `blk`.
+    ///
+    /// Safety: `blk` is in the row.
+    unsafe fn groups<F: FnMut(usize, __m256i)>(self, blk: usize, f: F);
 }
 
-/// Declares a decoder type holding the row's first byte.
-macro_rules! decoder {
-    ($($name:ident),*) => {$(
-        #[derive(Clone, Copy)]
-        struct $name(*const u8);
-    )*};
-}
-decoder!(Q4_0Dec, Q4_1Dec, Q5_0Dec, Q4KDec, Q6KDec);
-
+/// Q5_0 and Q5_1 decoders (holding the row's first byte).
 #[derive(Clone, Copy)]
-struct Q8_0Dec<const RAW: bool>(*const u8);
-
-/// A row already unpacked by [`super::unpack`] (used for the types without a register decoder).
+struct Q5_0Dec(*const u8);
 #[derive(Clone, Copy)]
-struct UnpackedDec {
-    u: *const u8,
-    ac: *const f32,
-}
+struct Q5_1Dec(*const u8);
 
-impl Decoder for Q4_0Dec {
-    const GROUPS: usize = 1;
-    #[target_feature(enable = "avx2,fma,f16c")]
-    #[inline]
-    unsafe fn block<F: FnMut(usize, __m256i, __m128)>(self, blk: usize, mut f: F) {
-        // SAFETY: block `blk` (18 bytes) is inside the row.
-        let (d, u) = unsafe {
-            let p = self.0.add(18 * blk);
-            (f16_splat(p), nibbles(p.add(2)))
-        };
-        f(0, u, _mm_mul_ps(d, _mm_setr_ps(1.0, -8.0, 1.0, -8.0)));
+/// Q4_0 and Q4_1 decoders, optionally with [`Decoder::HI16`].
+#[derive(Clone, Copy)]
+struct Q4_0Dec<const HI16: bool>(*const u8);
+#[derive(Clone, Copy)]
+struct Q4_1Dec<const HI16: bool>(*const u8);
+
+/// The 32 values of a Q4 block from its 16 bytes at `p`; with `HI16` the high nibbles stay in
+/// place (16·q).
+///
+/// Safety: 16 readable bytes at `p`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn q4_values<const HI16: bool>(p: *const u8) -> __m256i {
+    if HI16 {
+        // SAFETY: see the function's contract.
+        let v = _mm256_broadcastsi128_si256(unsafe { _mm_loadu_si128(p.cast()) });
+        let (lo, hi) = (
+            0x0F0F_0F0F_0F0F_0F0Fu64 as i64,
+            0xF0F0_F0F0_F0F0_F0F0u64 as i64,
+        );
+        let mask = _mm256_setr_epi64x(lo, lo, hi, hi);
+        _mm256_and_si256(v, mask)
+    } else {
+        // SAFETY: see the function's contract.
+        unsafe { nibbles(p) }
     }
 }
 
-impl Decoder for Q4_1Dec {
+#[derive(Clone, Copy)]
+struct Q8<const RAW: bool>(*const u8);
+
+#[derive(Clone, Copy)]
+struct Q4KDec(*const u8);
+
+#[derive(Clone, Copy)]
+struct Q5KDec(*const u8);
+
+#[derive(Clone, Copy)]
+struct Q6KDec(*const u8);
+
+/// The f16 pairs at byte 0 of the first `count` (≤ 8) of 8 blocks `stride` bytes apart:
+/// `[x0 y0 x1 y1 x2 y2 x3 y3]`, `[x4 y4 … x7 y7]`, zero for the blocks from `count` on.
+///
+/// Safety: 4 readable bytes at `p + i·stride` for i < count.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn f16_pairs8(p: *const u8, stride: usize, count: usize) -> [__m256; 2] {
+    let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    let idx = _mm256_mullo_epi32(lanes, _mm256_set1_epi32(stride as i32));
+    let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(count as i32), lanes);
+    // SAFETY: see the function's contract; the masked-off lanes are not read.
+    let v =
+        unsafe { _mm256_mask_i32gather_epi32::<1>(_mm256_setzero_si256(), p.cast(), idx, mask) };
+    [
+        _mm256_cvtph_ps(_mm256_castsi256_si128(v)),
+        _mm256_cvtph_ps(_mm256_extracti128_si256(v, 1)),
+    ]
+}
+
+/// `BYTES` and `row` of a decoder holding the row's first byte.
+macro_rules! block_bytes {
+    ($bytes:expr) => {
+        const BYTES: usize = $bytes;
+
+        fn row(self) -> *const u8 {
+            self.0
+        }
+    };
+}
+
+/// `BYTES`, `row`, `scales8` and `scales1` of a 32-element block type with `d` (and `m`) at
+/// byte 0.
+macro_rules! scales32 {
+    ($bytes:expr) => {
+        block_bytes!($bytes);
+
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[inline]
+        unsafe fn scales8(self, blk: usize, count: usize) -> [__m256; 2] {
+            // SAFETY: blocks blk..blk+count are in the row.
+            unsafe { f16_pairs8(self.0.add($bytes * blk), $bytes, count) }
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[inline]
+        unsafe fn scales1(self, blk: usize) -> __m128 {
+            // SAFETY: block blk is in the row (at least 8 bytes).
+            unsafe { f16x4(self.0.add($bytes * blk)) }
+        }
+    };
+}
+
+impl<const HI16: bool> Decoder for Q4_0Dec<HI16> {
     const GROUPS: usize = 1;
+    const K: i32 = -8;
+    const HI16: bool = HI16;
+    scales32!(18);
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
-    unsafe fn block<F: FnMut(usize, __m256i, __m128)>(self, blk: usize, mut f: F) {
-        // SAFETY: block `blk` (20 bytes) is inside the row.
-        let (dm, u) = unsafe {
-            let p = self.0.add(20 * blk);
-            (f16x2(p), nibbles(p.add(4)))
-        };
-        f(0, u, _mm_movelh_ps(dm, dm));
+    unsafe fn groups<F: FnMut(usize, __m256i)>(self, blk: usize, mut f: F) {
+        // SAFETY: block `blk` is in the row.
+        f(0, unsafe {
+            q4_values::<HI16>(self.0.add(Self::BYTES * blk + 2))
+        });
     }
+}
+
+impl<const HI16: bool> Decoder for Q4_1Dec<HI16> {
+    const GROUPS: usize = 1;
+    const AFFINE: bool = true;
+    const HI16: bool = HI16;
+    scales32!(20);
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn groups<F: FnMut(usize, __m256i)>(self, blk: usize, mut f: F) {
+        // SAFETY: block `blk` is in the row.
+        f(0, unsafe {
+            q4_values::<HI16>(self.0.add(Self::BYTES * blk + 4))
+        });
+    }
+}
+
+/// The 5-bit values of a Q5_0/Q5_1 block from its `qh` word at `p` and `qs` at `p + 4`.
+///
+/// Safety: 20 readable bytes at `p`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn q5_values(p: *const u8) -> __m256i {
+    // SAFETY: see the function's contract.
+    let (qh, lo) = unsafe { (p.cast::<u32>().read_unaligned(), nibbles(p.add(4))) };
+    _mm256_or_si256(lo, fifth_bits(qh))
 }
 
 impl Decoder for Q5_0Dec {
     const GROUPS: usize = 1;
+    const K: i32 = -16;
+    scales32!(22);
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
-    unsafe fn block<F: FnMut(usize, __m256i, __m128)>(self, blk: usize, mut f: F) {
-        // SAFETY: block `blk` (22 bytes) is inside the row.
-        let (d, qh, lo) = unsafe {
-            let p = self.0.add(22 * blk);
-            (f16_splat(p), p.add(2).cast::<u32>().read_unaligned(), nibbles(p.add(6)))
-        };
-        let u = _mm256_or_si256(lo, fifth_bits(qh));
-        f(0, u, _mm_mul_ps(d, _mm_setr_ps(1.0, -16.0, 1.0, -16.0)));
+    unsafe fn groups<F: FnMut(usize, __m256i)>(self, blk: usize, mut f: F) {
+        // SAFETY: block `blk` is in the row.
+        f(0, unsafe { q5_values(self.0.add(Self::BYTES * blk + 2)) });
     }
 }
 
-impl<const RAW: bool> Decoder for Q8_0Dec<RAW> {
+impl Decoder for Q5_1Dec {
     const GROUPS: usize = 1;
-    const RAW: bool = RAW;
+    const AFFINE: bool = true;
+    scales32!(24);
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
-    unsafe fn block<F: FnMut(usize, __m256i, __m128)>(self, blk: usize, mut f: F) {
-        // SAFETY: block `blk` (34 bytes) is inside the row.
-        let (d, q) = unsafe {
-            let p = self.0.add(34 * blk);
-            (f16_splat(p), _mm256_loadu_si256(p.add(2).cast()))
-        };
-        if RAW {
-            f(0, q, _mm_mul_ps(d, _mm_setr_ps(1.0, 0.0, 1.0, 0.0)));
-        } else {
-            let u = _mm256_xor_si256(q, _mm256_set1_epi8(-128));
-            f(0, u, _mm_mul_ps(d, _mm_setr_ps(1.0, -128.0, 1.0, -128.0)));
-        }
+    unsafe fn groups<F: FnMut(usize, __m256i)>(self, blk: usize, mut f: F) {
+        // SAFETY: block `blk` is in the row.
+        f(0, unsafe { q5_values(self.0.add(Self::BYTES * blk + 4)) });
+    }
+}
+
+impl<const RAW: bool> Decoder for Q8<RAW> {
+    const GROUPS: usize = 1;
+    const K: i32 = if RAW { 0 } else { -128 };
+    const RAW: bool = RAW;
+    scales32!(34);
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn groups<F: FnMut(usize, __m256i)>(self, blk: usize, mut f: F) {
+        // SAFETY: block `blk` is in the row.
+        let q = unsafe { _mm256_loadu_si256(self.0.add(Self::BYTES * blk + 2).cast()) };
+        // Without RAW: w + 128 = w ^ 0x80 as unsigned, K = −128.
+        let flip = _mm256_set1_epi8(if RAW { 0 } else { -128 });
+        f(0, _mm256_xor_si256(q, flip));
     }
 }
 
@@ -205,65 +310,117 @@ fn u8x8_to_f32(v: u64) -> __m256 {
     _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(v as i64)))
 }
 
+/// The (a, c) pairs of a Q4_K/Q5_K block at `p`: a = d·sc, c = −dmin·mn, interleaved.
+///
+/// Safety: 16 readable bytes at `p`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn k4_scales8(p: *const u8) -> [__m256; 2] {
+    // SAFETY: see the function's contract.
+    let (dm, w) = unsafe {
+        let w = |i: usize| p.add(4 + 4 * i).cast::<u32>().read_unaligned();
+        (f16x4(p), [w(0), w(1), w(2)])
+    };
+    let (sc, mn) = k4_scales_mins_packed(w[0], w[1], w[2]);
+    let a = _mm256_mul_ps(u8x8_to_f32(sc), _mm256_broadcastss_ps(dm));
+    let dmin = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(dm), _mm256_set1_epi32(1));
+    let c = _mm256_mul_ps(u8x8_to_f32(mn), _mm256_sub_ps(_mm256_setzero_ps(), dmin));
+    let (lo, hi) = (_mm256_unpacklo_ps(a, c), _mm256_unpackhi_ps(a, c));
+    [
+        _mm256_permute2f128_ps(lo, hi, 0x20),
+        _mm256_permute2f128_ps(lo, hi, 0x31),
+    ]
+}
+
 impl Decoder for Q4KDec {
     const GROUPS: usize = 8;
+    block_bytes!(144);
+    const AFFINE: bool = true;
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
-    unsafe fn block<F: FnMut(usize, __m256i, __m128)>(self, blk: usize, mut f: F) {
-        // Position of group g's (a, c) pair in `ac` below (unpacklo/unpackhi interleave lanes).
-        const AT: [usize; 8] = [0, 2, 8, 10, 4, 6, 12, 14];
-        // SAFETY (all blocks below): block `blk` (144 bytes) is inside the row.
-        let p = unsafe { self.0.add(144 * blk) };
-        let dm = unsafe { f16x2(p) };
-        let w = |i: usize| unsafe { p.add(4 + 4 * i).cast::<u32>().read_unaligned() };
-        let (sc, mn) = k4_scales_mins_packed(w(0), w(1), w(2));
-        let a = _mm256_mul_ps(u8x8_to_f32(sc), _mm256_broadcastss_ps(dm));
-        let dmin = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(dm), _mm256_set1_epi32(1));
-        let c = _mm256_mul_ps(u8x8_to_f32(mn), _mm256_sub_ps(_mm256_setzero_ps(), dmin));
-        let mut ac = [0f32; 16];
-        // SAFETY: `ac` holds 16 floats.
-        unsafe {
-            _mm256_storeu_ps(ac.as_mut_ptr(), _mm256_unpacklo_ps(a, c));
-            _mm256_storeu_ps(ac.as_mut_ptr().add(8), _mm256_unpackhi_ps(a, c));
-        }
-        // [a, c] duplicated into [a, c, a, c].
-        let pair = |g: usize| unsafe { _mm_castpd_ps(_mm_loaddup_pd(ac.as_ptr().add(AT[g]).cast())) };
+    unsafe fn scales8(self, blk: usize, _: usize) -> [__m256; 2] {
+        // SAFETY: block `blk` (144 bytes) is in the row.
+        unsafe { k4_scales8(self.0.add(Self::BYTES * blk)) }
+    }
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn groups<F: FnMut(usize, __m256i)>(self, blk: usize, mut f: F) {
         let m4 = _mm256_set1_epi8(0x0F);
         for ch in 0..4 {
-            let q = unsafe { _mm256_loadu_si256(p.add(16 + 32 * ch).cast()) };
-            f(2 * ch, _mm256_and_si256(q, m4), pair(2 * ch));
-            f(2 * ch + 1, _mm256_and_si256(_mm256_srli_epi16(q, 4), m4), pair(2 * ch + 1));
+            // SAFETY: block `blk` (144 bytes) is in the row.
+            let q =
+                unsafe { _mm256_loadu_si256(self.0.add(Self::BYTES * blk + 16 + 32 * ch).cast()) };
+            f(2 * ch, _mm256_and_si256(q, m4));
+            f(2 * ch + 1, _mm256_and_si256(_mm256_srli_epi16(q, 4), m4));
+        }
+    }
+}
+
+impl Decoder for Q5KDec {
+    const GROUPS: usize = 8;
+    block_bytes!(176);
+    const AFFINE: bool = true;
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn scales8(self, blk: usize, _: usize) -> [__m256; 2] {
+        // SAFETY: block `blk` (176 bytes) is in the row.
+        unsafe { k4_scales8(self.0.add(Self::BYTES * blk)) }
+    }
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn groups<F: FnMut(usize, __m256i)>(self, blk: usize, mut f: F) {
+        let m4 = _mm256_set1_epi8(0x0F);
+        // SAFETY: block `blk` (176 bytes) is in the row.
+        let qh = unsafe { _mm256_loadu_si256(self.0.add(Self::BYTES * blk + 16).cast()) };
+        // 0x10 where bit g of qh[l] is set.
+        let fifth = |g: usize| {
+            let bit = _mm256_set1_epi8(1 << g);
+            let set = _mm256_cmpeq_epi8(_mm256_and_si256(qh, bit), bit);
+            _mm256_and_si256(set, _mm256_set1_epi8(0x10))
+        };
+        for ch in 0..4 {
+            // SAFETY: as above.
+            let q =
+                unsafe { _mm256_loadu_si256(self.0.add(Self::BYTES * blk + 48 + 32 * ch).cast()) };
+            let (g0, g1) = (2 * ch, 2 * ch + 1);
+            f(g0, _mm256_or_si256(_mm256_and_si256(q, m4), fifth(g0)));
+            let hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+            f(g1, _mm256_or_si256(hi, fifth(g1)));
         }
     }
 }
 
 impl Decoder for Q6KDec {
     const GROUPS: usize = 8;
+    block_bytes!(210);
+    const K: i32 = -32;
+    const G16: bool = true;
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
-    unsafe fn block<F: FnMut(usize, __m256i, __m128)>(self, blk: usize, mut f: F) {
-        // Position of group g's [a_lo, c_lo, a_hi, c_hi] in `ac` below.
-        const AT: [usize; 8] = [0, 8, 4, 12, 16, 24, 20, 28];
-        // SAFETY (all blocks below): block `blk` (210 bytes) is inside the row.
-        let p = unsafe { self.0.add(210 * blk) };
-        let d = _mm256_broadcastss_ps(unsafe { f16_splat(p.add(208)) });
-        let sc = unsafe { _mm_loadu_si128(p.add(192).cast()) };
-        let mut ac = [0f32; 32];
-        for (i, s) in [sc, _mm_srli_si128(sc, 8)].into_iter().enumerate() {
-            let a = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(s)), d);
-            let c = _mm256_mul_ps(a, _mm256_set1_ps(-32.0));
-            // SAFETY: `ac` holds 32 floats.
-            unsafe {
-                _mm256_storeu_ps(ac.as_mut_ptr().add(16 * i), _mm256_unpacklo_ps(a, c));
-                _mm256_storeu_ps(ac.as_mut_ptr().add(16 * i + 8), _mm256_unpackhi_ps(a, c));
-            }
-        }
-        let quad = |g: usize| unsafe { _mm_loadu_ps(ac.as_ptr().add(AT[g])) };
+    unsafe fn scales8(self, blk: usize, _: usize) -> [__m256; 2] {
+        // SAFETY: block `blk` (210 bytes) is in the row.
+        let (d, sc) = unsafe {
+            let p = self.0.add(Self::BYTES * blk);
+            let bits = p.add(208).cast::<u16>().read_unaligned();
+            (
+                _mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)),
+                _mm_loadu_si128(p.add(192).cast()),
+            )
+        };
+        let d = _mm256_broadcastss_ps(d);
+        let a = |s| _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(s)), d);
+        [a(sc), a(_mm_srli_si128(sc, 8))]
+    }
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn groups<F: FnMut(usize, __m256i)>(self, blk: usize, mut f: F) {
         let (m4, m2) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(0x30));
         let lo = |v| _mm256_and_si256(v, m4);
         let hi2 = |v| _mm256_and_si256(v, m2);
         for n in 0..2 {
+            // SAFETY: block `blk` (210 bytes) is in the row.
             let (ql0, ql1, qh) = unsafe {
+                let p = self.0.add(Self::BYTES * blk);
                 (
                     _mm256_loadu_si256(p.add(64 * n).cast()),
                     _mm256_loadu_si256(p.add(64 * n + 32).cast()),
@@ -271,25 +428,90 @@ impl Decoder for Q6KDec {
                 )
             };
             let g = 4 * n;
-            f(g, _mm256_or_si256(lo(ql0), hi2(_mm256_slli_epi16(qh, 4))), quad(g));
-            f(g + 1, _mm256_or_si256(lo(ql1), hi2(_mm256_slli_epi16(qh, 2))), quad(g + 1));
+            f(g, _mm256_or_si256(lo(ql0), hi2(_mm256_slli_epi16(qh, 4))));
+            f(
+                g + 1,
+                _mm256_or_si256(lo(ql1), hi2(_mm256_slli_epi16(qh, 2))),
+            );
             let (h0, h1) = (_mm256_srli_epi16(ql0, 4), _mm256_srli_epi16(ql1, 4));
-            f(g + 2, _mm256_or_si256(lo(h0), hi2(qh)), quad(g + 2));
-            f(g + 3, _mm256_or_si256(lo(h1), hi2(_mm256_srli_epi16(qh, 2))), quad(g + 3));
+            f(g + 2, _mm256_or_si256(lo(h0), hi2(qh)));
+            f(
+                g + 3,
+                _mm256_or_si256(lo(h1), hi2(_mm256_srli_epi16(qh, 2))),
+            );
         }
     }
 }
 
-impl Decoder for UnpackedDec {
-    const GROUPS: usize = 1;
-    #[target_feature(enable = "avx2,fma,f16c")]
-    #[inline]
-    unsafe fn block<F: FnMut(usize, __m256i, __m128)>(self, blk: usize, mut f: F) {
-        // SAFETY: group `blk` is inside the unpacked row (32 bytes, 4 floats).
-        let (u, ac) = unsafe {
-            (_mm256_loadu_si256(self.u.add(QK * blk).cast()), _mm_loadu_ps(self.ac.add(4 * blk)))
+/// 8 groups' scales (as from `scales8`) in the unpacked form `[a_lo, c_lo, a_hi, c_hi]` per
+/// group (32 floats).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn unpacked_scales8<D: Decoder>(v: [__m256; 2]) -> [__m256; 4] {
+    let k = D::K as f32;
+    // Source lanes of two consecutive groups' quadruples, and the factors (c = K·a unless
+    // affine).
+    let (lo, hi, f) = if D::AFFINE {
+        ([0, 1, 0, 1, 2, 3, 2, 3], [4, 5, 4, 5, 6, 7, 6, 7], [1.0; 2])
+    } else {
+        debug_assert!(D::G16, "symmetric 8-group blocks have 16-element halves");
+        ([0, 0, 1, 1, 2, 2, 3, 3], [4, 4, 5, 5, 6, 6, 7, 7], [1.0, k])
+    };
+    let fs = _mm256_setr_ps(f[0], f[1], f[0], f[1], f[0], f[1], f[0], f[1]);
+    let pick = |v, i: [i32; 8]| {
+        let idx = _mm256_setr_epi32(i[0], i[1], i[2], i[3], i[4], i[5], i[6], i[7]);
+        _mm256_mul_ps(_mm256_permutevar8x32_ps(v, idx), fs)
+    };
+    [
+        pick(v[0], lo),
+        pick(v[0], hi),
+        pick(v[1], lo),
+        pick(v[1], hi),
+    ]
+}
+
+/// One block's scales (as from `scales1`) in the unpacked form `[a, c, a, c]`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn unpacked_scales1<D: Decoder>(s: __m128) -> __m128 {
+    let k = D::K as f32;
+    if D::AFFINE {
+        _mm_permute_ps(s, 0b01_00_01_00)
+    } else {
+        _mm_mul_ps(_mm_permute_ps(s, 0), _mm_setr_ps(1.0, k, 1.0, k))
+    }
+}
+
+/// Unpacks one row (`nblk` blocks) with a register decoder into `u` / `ac` (the same result as
+/// [`super::unpack::unpack_row`], much faster).
+///
+/// Safety: `u` and `ac` hold the row's `32·G` bytes and `4·G` floats (G = nblk·GROUPS); the
+/// decoder has no `HI16`.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn unpack_simd<D: Decoder>(dec: D, nblk: usize, u: *mut u8, ac: *mut f32) {
+    for blk in 0..nblk {
+        // Prefetch about 1 KB ahead (rows are consecutive, so this runs into the next ones).
+        let ahead = dec.row().wrapping_add(blk * D::BYTES + PREFETCH_AHEAD);
+        _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
+        let store = |g: usize, v: __m256i| {
+            // SAFETY: group blk·GROUPS + g is inside the buffers.
+            unsafe { _mm256_storeu_si256(u.add(QK * (blk * D::GROUPS + g)).cast(), v) };
         };
-        f(0, u, ac);
+        // SAFETY: block blk is in the row.
+        unsafe { dec.groups(blk, store) };
+        if D::GROUPS == 1 {
+            // SAFETY: block blk is in the row.
+            let v = unpacked_scales1::<D>(unsafe { dec.scales1(blk) });
+            // SAFETY: its 4 floats are inside `ac`.
+            unsafe { _mm_storeu_ps(ac.add(4 * blk), v) };
+        } else {
+            // SAFETY: block blk is in the row.
+            let v = unpacked_scales8::<D>(unsafe { dec.scales8(blk, 1) });
+            for (i, v) in v.into_iter().enumerate() {
+                // SAFETY: its 32 floats are inside `ac`.
+                unsafe { _mm256_storeu_ps(ac.add(32 * blk + 8 * i), v) };
+            }
+        }
     }
 }
 
@@ -303,14 +525,19 @@ fn quantize_block(x: &[f32; QK], q: &mut [i8; QK]) -> BlockSums {
     // SAFETY: `x` holds 32 floats.
     let v: [__m256; 4] = std::array::from_fn(|i| unsafe { _mm256_loadu_ps(x.as_ptr().add(8 * i)) });
     let abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
-    let m = v.iter().fold(_mm256_setzero_ps(), |m, &v| _mm256_max_ps(m, _mm256_and_ps(v, abs)));
+    let m = v.iter().fold(_mm256_setzero_ps(), |m, &v| {
+        _mm256_max_ps(m, _mm256_and_ps(v, abs))
+    });
     let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
     let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
     let amax = _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
     let (d, id) = act::scale_of(amax);
     // `cvtps` rounds to nearest, ties to even (the default MXCSR mode), as `round_ties_even`.
     let i: [__m256i; 4] = v.map(|v| _mm256_cvtps_epi32(_mm256_mul_ps(v, _mm256_set1_ps(id))));
-    let packed = _mm256_packs_epi16(_mm256_packs_epi32(i[0], i[1]), _mm256_packs_epi32(i[2], i[3]));
+    let packed = _mm256_packs_epi16(
+        _mm256_packs_epi32(i[0], i[1]),
+        _mm256_packs_epi32(i[2], i[3]),
+    );
     let ordered = _mm256_permutevar8x32_epi32(packed, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
     // SAFETY: `q` holds 32 bytes.
     unsafe { _mm256_storeu_si256(q.as_mut_ptr().cast(), ordered) };
@@ -318,15 +545,19 @@ fn quantize_block(x: &[f32; QK], q: &mut [i8; QK]) -> BlockSums {
     let t = _mm256_hadd_epi32(lo, hi); // [lo01 lo23 hi01 hi23 | lo45 lo67 hi45 hi67]
     let t = _mm256_hadd_epi32(t, t); // [lo0123 hi0123 .. | lo4567 hi4567 ..]
     let t = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
-    BlockSums { d, lo: _mm_cvtsi128_si32(t), hi: _mm_extract_epi32(t, 1) }
+    BlockSums {
+        d,
+        lo: _mm_cvtsi128_si32(t),
+        hi: _mm_extract_epi32(t, 1),
+    }
 }
 
 /// Direct-layout quantization (see [`act`]).
 ///
 /// Safety: the CPU supports AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn quantize_direct(x: &[f32], q: &mut [i8], f: &mut [f32]) {
-    act::quantize_direct(x, q, f, |x, q| quantize_block(x, q));
+unsafe fn quantize_direct(x: &[f32], q: &mut [i8], f: &mut [f32], bias: &mut [i32], k: [i32; 2]) {
+    act::quantize_direct(x, q, f, bias, k, |x, q| quantize_block(x, q));
 }
 
 /// Batched-layout quantization of one column group (see [`act`]).
@@ -384,7 +615,12 @@ fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     for (x, y) in ca.zip(cb) {
         for (i, acc) in acc.iter_mut().enumerate() {
             // SAFETY: `x` and `y` hold 32 floats.
-            let (x, y) = unsafe { (_mm256_loadu_ps(x.as_ptr().add(8 * i)), _mm256_loadu_ps(y.as_ptr().add(8 * i))) };
+            let (x, y) = unsafe {
+                (
+                    _mm256_loadu_ps(x.as_ptr().add(8 * i)),
+                    _mm256_loadu_ps(y.as_ptr().add(8 * i)),
+                )
+            };
             *acc = _mm256_fmadd_ps(x, y, *acc);
         }
     }
@@ -418,6 +654,12 @@ fn dot4_avx2(acc: __m256i, u: __m256i, x: __m256i) -> __m256i {
     _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
 }
 
+/// How far ahead (bytes) the unpacking prefetches weights.
+const PREFETCH_AHEAD: usize = 1024;
+
+/// Accumulator slots per column in the direct kernel.
+const SLOTS: usize = 4;
+
 /// What the batched micro-kernel reads: unpacked rows starting at row `r0`, and the outputs.
 struct Tiles<'a> {
     u: *const u8,
@@ -434,7 +676,8 @@ struct Tiles<'a> {
 macro_rules! isa_kernels {
     (
         $(#[$doc:meta])*
-        mod $name:ident for $isa:ident, features = $feat:literal, dot4 = $dot4:path, exact_u8 = $exact:literal,
+        mod $name:ident for $isa:ident, features = $feat:literal, dot4 = $dot4:path,
+        exact_u8 = $exact:literal,
         tile = ($R:literal, $C:literal)
     ) => {
         $(#[$doc])*
@@ -443,10 +686,15 @@ macro_rules! isa_kernels {
 
             /// Whether the dot step takes weight bytes up to 255 (else Q8_0 uses the sign trick).
             const EXACT_U8: bool = $exact;
+            /// Q8_0 as raw signed bytes (sign trick) where bytes up to 255 are not exact.
+            const RAW_Q8: bool = !EXACT_U8;
+            /// Q4 high nibbles left in place (16·u) where bytes up to 255 are exact.
+            const HI16: bool = EXACT_U8;
 
             pub(in super::super) static KERNELS: Kernels = Kernels {
                 isa: super::super::Isa::$isa,
                 quantize_direct: super::quantize_direct,
+                direct_bias,
                 quantize_group: super::quantize_group,
                 direct_rows,
                 batched: Some(Batched { run: batched, tile_rows: $R }),
@@ -459,156 +707,314 @@ macro_rules! isa_kernels {
                 $dot4(acc, u, x)
             }
 
-            /// The integer dot of one weight group with one activation block.
+            /// The bias factors (k for elements 0..16, 16..32) of the direct layout that
+            /// [`direct_rows`] expects.
+            fn direct_bias(ty: TensorType) -> [i32; 2] {
+                fn of<D: Decoder>() -> [i32; 2] {
+                    [D::K, if D::HI16 { 16 * D::K } else { D::K }]
+                }
+                match ty {
+                    TensorType::Q4_0 => of::<Q4_0Dec<HI16>>(),
+                    TensorType::Q5_0 => of::<Q5_0Dec>(),
+                    TensorType::Q8_0 => of::<Q8<RAW_Q8>>(),
+                    TensorType::Q6_K => of::<Q6KDec>(),
+                    _ => [0, 0],
+                }
+            }
+
+            /// `init` + the integer dot of one weight group with one activation block.
             #[target_feature(enable = $feat)]
             #[inline]
-            fn dot_group<const RAW: bool>(u: __m256i, x: __m256i) -> __m256i {
-                let zero = _mm256_setzero_si256();
+            fn dot_group<const RAW: bool>(init: __m256i, u: __m256i, x: __m256i) -> __m256i {
                 if RAW {
-                    dot4(zero, _mm256_abs_epi8(u), _mm256_sign_epi8(x, u))
+                    dot4(init, _mm256_abs_epi8(u), _mm256_sign_epi8(x, u))
                 } else {
-                    dot4(zero, u, x)
+                    dot4(init, u, x)
                 }
             }
 
-            /// One weight row (`nblk` blocks of `dec`) against NC columns of the direct layout
-            /// at `q`/`f` (column strides `qs` codes and `fs` floats).
+            /// R weight rows (`nblk` blocks each, `decs`) against NC columns of the direct
+            /// layout starting at column `j`.
             ///
-            /// Safety: the activation buffers hold NC columns of the row's length.
+            /// Per 8 groups and row, one vectorised pass forms the scale products a·d (and
+            /// c·s, summed into the offset accumulators) for every column, into the stack
+            /// array `sd`; per group, row and column: the integer dot (started from the bias
+            /// for K ≠ 0), then one FMA with a·d broadcast from `sd` by a load. Several rows at
+            /// once give independent FMA chains and share the per-call overhead.
+            ///
+            /// Safety: the activations hold columns j..j+NC of the rows' length (and their
+            /// bias when D::K ≠ 0).
             #[target_feature(enable = $feat)]
-            unsafe fn direct<D: Decoder, const NC: usize>(
-                dec: D,
+            unsafe fn direct<D: Decoder, const R: usize, const NC: usize>(
+                decs: [D; R],
                 nblk: usize,
-                q: *const i8,
-                f: *const f32,
-                qs: usize,
-                fs: usize,
-            ) -> [f32; NC] {
-                let mut acc = [_mm256_setzero_ps(); NC];
-                let mut off = [_mm_setzero_ps(); NC];
-                let spread = _mm256_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2);
-                for blk in 0..nblk {
-                    let step = |g: usize, u: __m256i, ac: __m128| {
-                        let gi = blk * D::GROUPS + g;
-                        for c in 0..NC {
-                            // SAFETY: group gi of column c is inside the activations.
-                            let (x, xf) = unsafe {
-                                (
-                                    _mm256_loadu_si256(q.add(c * qs + gi * QK).cast()),
-                                    _mm_loadu_ps(f.add(c * fs + gi * DIRECT_F)),
-                                )
-                            };
-                            let idot = if D::RAW {
-                                dot_group::<true>(u, x)
+                act: &Act,
+                j: usize,
+            ) -> [[f32; NC]; R] {
+                let ng = nblk * D::GROUPS;
+                let cols = ng * QK;
+                // SAFETY: columns j..j+NC of `cols` elements (ng groups) are in the
+                // activations (this holds for all the reads through q, f, bias below).
+                let q = unsafe { act.q.as_ptr().add(j * cols) };
+                // SAFETY: as above.
+                let f = unsafe { act.f.as_ptr().add(j * ng * DIRECT_F) };
+                let bias = if D::K != 0 {
+                    // SAFETY: as above; the bias exists for K ≠ 0.
+                    unsafe { act.bias.as_ptr().add(j * ng * BIAS) }
+                } else {
+                    std::ptr::null()
+                };
+                // Accumulator slots per (row, column): enough independent FMA chains to hide
+                // the FMA latency. The loops are unrolled so that slot indices are constants.
+                let slots = (SLOTS / (R * NC)).max(1);
+                let mut acc = [[[_mm256_setzero_ps(); SLOTS]; NC]; R];
+                // Offsets c·s in the odd lanes.
+                let mut off8 = [[_mm256_setzero_ps(); NC]; R];
+                // [a_g·d_g, c_g·s_g] of the current (up to) 8 groups per (row, column); G16:
+                // [a_lo·d, a_hi·d]. The groups broadcast from it with plain loads.
+                let mut sd = [[[0f32; 16]; NC]; R];
+                type Sd<const R: usize, const NC: usize> = [[[f32; 16]; NC]; R];
+                let mut group = |sd: &Sd<R, NC>, r: usize, slot: usize, gl: usize, gi, u| {
+                    for c in 0..NC {
+                        // SAFETY: group gi of column j + c (and its bias).
+                        let (x, init) = unsafe {
+                            let x = _mm256_loadu_si256(q.add(c * cols + gi * QK).cast());
+                            let init = if D::K != 0 {
+                                _mm256_loadu_si256(bias.add((c * ng + gi) * BIAS).cast())
                             } else {
-                                dot_group::<false>(u, x)
+                                _mm256_setzero_si256()
                             };
-                            // [a_lo·d, c_lo·s_lo, a_hi·d, c_hi·s_hi]
-                            let prod = _mm_mul_ps(ac, xf);
-                            let scale =
-                                _mm256_permutevar8x32_ps(_mm256_castps128_ps256(prod), spread);
-                            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(idot), scale, acc[c]);
-                            off[c] = _mm_add_ps(off[c], prod);
+                            (x, init)
+                        };
+                        let idot = if D::RAW {
+                            dot_group::<true>(init, u, x)
+                        } else {
+                            dot_group::<false>(init, u, x)
+                        };
+                        let lo = _mm256_broadcast_ss(&sd[r][c][2 * gl]);
+                        let scale = if D::G16 {
+                            _mm256_blend_ps(lo, _mm256_broadcast_ss(&sd[r][c][2 * gl + 1]), 0xF0)
+                        } else {
+                            lo
+                        };
+                        let a = &mut acc[r][c][slot % slots];
+                        *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(idot), scale, *a);
+                    }
+                };
+                // The scale products of 8 groups (from scales8 `v`, first group g0, the first
+                // `n` valid) of row r for every column.
+                let mut chunk = |sd: &mut Sd<R, NC>, r: usize, g0, n: usize, v: [__m256; 2]| {
+                    for c in 0..NC {
+                        // SAFETY: the valid groups' [d, s] pairs of column c (masked loads past
+                        // the row's end).
+                        let (p0, p1) = unsafe {
+                            let fp = f.add((c * ng + g0) * DIRECT_F);
+                            if n == 8 {
+                                (_mm256_loadu_ps(fp), _mm256_loadu_ps(fp.add(8)))
+                            } else {
+                                let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+                                let left = |from: i32| _mm256_set1_epi32(2 * n as i32 - from);
+                                let m0 = _mm256_cmpgt_epi32(left(0), lanes);
+                                let m1 = _mm256_cmpgt_epi32(left(8), lanes);
+                                (_mm256_maskload_ps(fp, m0), _mm256_maskload_ps(fp.add(8), m1))
+                            }
+                        };
+                        // G16: both halves of a group use its d (the even lanes of p).
+                        let (p0, p1) = if D::G16 {
+                            (_mm256_moveldup_ps(p0), _mm256_moveldup_ps(p1))
+                        } else {
+                            (p0, p1)
+                        };
+                        let (x0, x1) = (_mm256_mul_ps(v[0], p0), _mm256_mul_ps(v[1], p1));
+                        if D::AFFINE {
+                            off8[r][c] = _mm256_add_ps(off8[r][c], _mm256_add_ps(x0, x1));
+                        }
+                        // SAFETY: sd[r][c] holds 16 floats.
+                        unsafe {
+                            _mm256_storeu_ps(sd[r][c].as_mut_ptr(), x0);
+                            _mm256_storeu_ps(sd[r][c].as_mut_ptr().add(8), x1);
+                        }
+                    }
+                };
+                let per8 = 8 / D::GROUPS;
+                for blk0 in (0..nblk).step_by(per8) {
+                    let count = (nblk - blk0).min(per8);
+                    let g0 = blk0 * D::GROUPS;
+                    for (r, dec) in decs.iter().enumerate() {
+                        // SAFETY: blocks blk0..blk0+count are in the row.
+                        let v = unsafe { dec.scales8(blk0, count) };
+                        chunk(&mut sd, r, g0, count * D::GROUPS, v);
+                        // Prefetch the same blocks of the row R rows down (the next call's),
+                        // about 1–3 KB ahead: a single core keeps too few misses in flight
+                        // to stream from DRAM at full speed on its own.
+                        let ahead = dec.row().wrapping_add(blk0 * D::BYTES + R * nblk * D::BYTES);
+                        for line in (0..per8 * D::BYTES).step_by(64) {
+                            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line).cast());
+                        }
+                    }
+                    // Keep `sd` in memory: LLVM would otherwise extract the lanes with port-5
+                    // shuffles instead of broadcasting them with loads.
+                    std::hint::black_box(&mut sd);
+                    let mut blocks = |k: usize| {
+                        for (r, dec) in decs.iter().enumerate() {
+                            let f = |g: usize, u| {
+                                let gl = k * D::GROUPS + g;
+                                group(&sd, r, gl, gl, g0 + gl, u)
+                            };
+                            // SAFETY: blk0 + k < nblk.
+                            unsafe { dec.groups(blk0 + k, f) };
                         }
                     };
-                    // SAFETY: blk < nblk, the row's block count.
-                    unsafe { dec.block(blk, step) };
+                    if count == per8 {
+                        (0..per8).for_each(&mut blocks);
+                    } else {
+                        (0..count).for_each(blocks);
+                    }
                 }
-                std::array::from_fn(|c| hsum(acc[c]) + odd_lanes_sum(off[c]))
+                // HI16: lanes 4..8 summed 16·u.
+                let hi = if D::HI16 { 1.0 / 16.0 } else { 1.0 };
+                let weights = _mm256_setr_ps(1.0, 1.0, 1.0, 1.0, hi, hi, hi, hi);
+                std::array::from_fn(|r| {
+                    std::array::from_fn(|c| {
+                        let a = acc[r][c].iter().fold(_mm256_setzero_ps(), |s, &v| {
+                            _mm256_add_ps(s, v)
+                        });
+                        let offsets = if D::AFFINE {
+                            // The odd lanes hold c·s.
+                            _mm256_blend_ps(_mm256_setzero_ps(), off8[r][c], 0b1010_1010)
+                        } else {
+                            _mm256_setzero_ps()
+                        };
+                        hsum(_mm256_fmadd_ps(a, weights, offsets))
+                    })
+                })
             }
 
-            /// Computes and stores output columns j..j+NC of row r.
+            /// Computes and stores output columns j..j+NC of rows r..r+R.
             ///
-            /// Safety: as [`direct`]; row r is owned by this task.
+            /// Safety: as [`direct`]; the rows are owned by this task.
             #[target_feature(enable = $feat)]
-            unsafe fn direct_store<D: Decoder, const NC: usize>(
-                dec: D,
-                cols: usize,
+            unsafe fn direct_store<D: Decoder, const R: usize, const NC: usize>(
+                dec: &impl Fn(usize) -> D,
+                nblk: usize,
                 r: usize,
                 j: usize,
                 act: &Act,
                 out: Out,
             ) {
-                let fs = cols / QK * DIRECT_F;
-                // SAFETY: columns j..j+NC exist in the direct layout (checked by the caller).
-                let v = unsafe {
-                    let (q, f) = (act.q.as_ptr().add(j * cols), act.f.as_ptr().add(j * fs));
-                    direct::<D, NC>(dec, cols / (QK * D::GROUPS), q, f, cols, fs)
-                };
-                for (c, v) in v.into_iter().enumerate() {
-                    // SAFETY: j + c < n, r < rows, and this task owns row r.
-                    unsafe { out.set(j + c, r, v) };
+                let decs = std::array::from_fn(|i| dec(r + i));
+                // SAFETY: forwarded contract.
+                let v = unsafe { direct::<D, R, NC>(decs, nblk, act, j) };
+                for (i, v) in v.iter().enumerate() {
+                    for (c, &v) in v.iter().enumerate() {
+                        // SAFETY: j + c < n, r + i < rows, and this task owns the row.
+                        unsafe { out.set(j + c, r + i, v) };
+                    }
                 }
             }
 
-            /// Rows `rows` against all direct-layout columns, 4 columns at a time.
+            /// Rows `rows` against all direct-layout columns: 4 rows at a time for one
+            /// column, 2 × 2 for two, else one row and up to 4 columns at a time.
             ///
             /// Safety: as [`direct_rows`].
             #[target_feature(enable = $feat)]
             unsafe fn direct_typed<D: Decoder>(
-                cols: usize,
+                nblk: usize,
                 rows: Range<usize>,
                 act: &Act,
                 out: Out,
                 dec: impl Fn(usize) -> D,
             ) {
-                for r in rows {
-                    let dec = dec(r);
+                let step = match act.n {
+                    1 => 4,
+                    2 => 2,
+                    _ => 1,
+                };
+                let mut r = rows.start;
+                while r < rows.end {
+                    let rr = if rows.end - r >= step { step } else { 1 };
                     let mut j = 0;
                     while j < act.n {
                         let m = (act.n - j).min(4);
-                        // SAFETY: j + m ≤ n.
+                        // SAFETY: j + m ≤ n, r + rr ≤ rows.end.
                         unsafe {
-                            match m {
-                                1 => direct_store::<D, 1>(dec, cols, r, j, act, out),
-                                2 => direct_store::<D, 2>(dec, cols, r, j, act, out),
-                                3 => direct_store::<D, 3>(dec, cols, r, j, act, out),
-                                _ => direct_store::<D, 4>(dec, cols, r, j, act, out),
+                            match (rr, m) {
+                                (4, _) => direct_store::<D, 4, 1>(&dec, nblk, r, j, act, out),
+                                (2, _) => direct_store::<D, 2, 2>(&dec, nblk, r, j, act, out),
+                                (_, 1) => direct_store::<D, 1, 1>(&dec, nblk, r, j, act, out),
+                                (_, 2) => direct_store::<D, 1, 2>(&dec, nblk, r, j, act, out),
+                                (_, 3) => direct_store::<D, 1, 3>(&dec, nblk, r, j, act, out),
+                                _ => direct_store::<D, 1, 4>(&dec, nblk, r, j, act, out),
                             }
                         }
                         j += m;
                     }
+                    r += rr;
                 }
             }
 
             /// Rows `rows` of a quantized matrix against every column of the direct layout.
             ///
             /// Safety: the CPU supports the module's features; `act` is the direct layout of
-            /// `w.cols`-element columns; `rows` are rows of `w` owned by this task.
+            /// `w.cols`-element columns, with the bias of [`direct_bias`]; `rows` are rows of
+            /// `w` owned by this task.
             #[target_feature(enable = $feat)]
             unsafe fn direct_rows(w: &QMatrix, rows: Range<usize>, act: &Act, out: Out) {
                 let row = |r: usize| w.row(r).as_ptr();
-                let cols = w.cols;
+                let n = w.cols / w.ty.block_elems();
+                let (a, o, nb) = (act, out, n);
                 // SAFETY: forwarded contract; the decoders read rows of `w`.
                 unsafe {
                     match w.ty {
-                        TensorType::Q4_0 => direct_typed(cols, rows, act, out, |r| Q4_0Dec(row(r))),
-                        TensorType::Q4_1 => direct_typed(cols, rows, act, out, |r| Q4_1Dec(row(r))),
-                        TensorType::Q5_0 => direct_typed(cols, rows, act, out, |r| Q5_0Dec(row(r))),
-                        TensorType::Q8_0 => direct_typed(cols, rows, act, out, |r| {
-                            Q8_0Dec::<{ !EXACT_U8 }>(row(r))
-                        }),
-                        TensorType::Q4_K => direct_typed(cols, rows, act, out, |r| Q4KDec(row(r))),
-                        TensorType::Q6_K => direct_typed(cols, rows, act, out, |r| Q6KDec(row(r))),
-                        _ => direct_unpacked(w, rows, act, out),
+                        TensorType::Q4_0 => {
+                            direct_typed(nb, rows, a, o, |r| Q4_0Dec::<HI16>(row(r)))
+                        }
+                        TensorType::Q4_1 => {
+                            direct_typed(nb, rows, a, o, |r| Q4_1Dec::<HI16>(row(r)))
+                        }
+                        TensorType::Q5_0 => direct_typed(nb, rows, a, o, |r| Q5_0Dec(row(r))),
+                        TensorType::Q5_1 => direct_typed(nb, rows, a, o, |r| Q5_1Dec(row(r))),
+                        TensorType::Q8_0 => direct_typed(nb, rows, a, o, |r| Q8::<RAW_Q8>(row(r))),
+                        TensorType::Q4_K => direct_typed(nb, rows, a, o, |r| Q4KDec(row(r))),
+                        TensorType::Q5_K => direct_typed(nb, rows, a, o, |r| Q5KDec(row(r))),
+                        TensorType::Q6_K => direct_typed(nb, rows, a, o, |r| Q6KDec(row(r))),
+                        TensorType::F32 | TensorType::F16 | TensorType::BF16 => {
+                            unreachable!("float matrices take the f32 path")
+                        }
                     }
                 }
             }
 
-            /// The direct path for types without a register decoder: unpack, then dot.
+            /// Unpacks rows `rows` of `w` into `buf`.
             ///
-            /// Safety: as [`direct_rows`].
+            /// Safety: the CPU supports the module's features; `rows` are rows of `w`.
             #[target_feature(enable = $feat)]
-            unsafe fn direct_unpacked(w: &QMatrix, rows: Range<usize>, act: &Act, out: Out) {
-                UNPACK.with_borrow_mut(|buf| {
-                    buf.prepare(1, w.cols);
-                    for r in rows {
-                        buf.unpack(0, w.ty, w.row(r), w.cols, false);
-                        let dec = UnpackedDec { u: buf.u.as_ptr(), ac: buf.ac.as_ptr() };
-                        // SAFETY: forwarded contract; `dec` reads the unpacked row r.
-                        unsafe { direct_typed(w.cols, r..r + 1, act, out, |_| dec) };
+            unsafe fn unpack_rows(w: &QMatrix, rows: Range<usize>, buf: &mut Unpacked, raw: bool) {
+                let (cols, n) = (w.cols, w.cols / w.ty.block_elems());
+                buf.prepare(rows.len(), cols);
+                for (i, r) in rows.enumerate() {
+                    let p = w.row(r).as_ptr();
+                    // SAFETY: slot i holds `cols` bytes and `cols / 8` floats; the decoders read
+                    // row r of `w`.
+                    unsafe {
+                        let u = buf.u_mut().as_mut_ptr().add(i * cols);
+                        let ac = buf.ac.as_mut_ptr().add(i * cols / QK * 4);
+                        match w.ty {
+                            TensorType::Q4_0 => unpack_simd(Q4_0Dec::<false>(p), n, u, ac),
+                            TensorType::Q4_1 => unpack_simd(Q4_1Dec::<false>(p), n, u, ac),
+                            TensorType::Q5_0 => unpack_simd(Q5_0Dec(p), n, u, ac),
+                            TensorType::Q5_1 => unpack_simd(Q5_1Dec(p), n, u, ac),
+                            TensorType::Q8_0 if raw => unpack_simd(Q8::<true>(p), n, u, ac),
+                            TensorType::Q8_0 => unpack_simd(Q8::<false>(p), n, u, ac),
+                            TensorType::Q4_K => unpack_simd(Q4KDec(p), n, u, ac),
+                            TensorType::Q5_K => unpack_simd(Q5KDec(p), n, u, ac),
+                            TensorType::Q6_K => unpack_simd(Q6KDec(p), n, u, ac),
+                            TensorType::F32 | TensorType::F16 | TensorType::BF16 => {
+                                unreachable!("float matrices take the f32 path")
+                            }
+                        }
                     }
-                });
+                }
             }
 
             /// Rows `rows` × column groups `groups` of the batched layout: unpack the rows,
@@ -618,14 +1024,18 @@ macro_rules! isa_kernels {
             /// `w.cols`-element columns holding `groups`; `rows` are rows of `w`; this task owns
             /// the outputs of `rows` × `groups`.
             #[target_feature(enable = $feat)]
-            unsafe fn batched(w: &QMatrix, rows: Range<usize>, groups: Range<usize>, act: &Act, out: Out) {
+            unsafe fn batched(
+                w: &QMatrix,
+                rows: Range<usize>,
+                groups: Range<usize>,
+                act: &Act,
+                out: Out,
+            ) {
                 let raw = w.ty == TensorType::Q8_0 && !EXACT_U8;
                 UNPACK.with_borrow_mut(|buf| {
-                    buf.prepare(rows.len(), w.cols);
-                    for (i, r) in rows.clone().enumerate() {
-                        buf.unpack(i, w.ty, w.row(r), w.cols, raw);
-                    }
-                    let (u, ac) = (buf.u.as_ptr(), buf.ac.as_ptr());
+                    // SAFETY: forwarded contract.
+                    unsafe { unpack_rows(w, rows.clone(), buf, raw) };
+                    let (u, ac) = (buf.u().as_ptr(), buf.ac.as_ptr());
                     let t = Tiles { u, ac, cols: w.cols, r0: rows.start, act, out };
                     // SAFETY: forwarded contract.
                     unsafe {
@@ -727,22 +1137,28 @@ macro_rules! isa_kernels {
                 let mut acc = [[_mm256_setzero_ps(); C]; R];
                 for b in 0..nb {
                     for h in 0..halves {
-                        let mut idot = [[_mm256_setzero_si256(); C]; R];
+                        // Two integer chains per (row, group), even and odd steps: the
+                        // `vpdpbusd` latency would otherwise bound small tiles.
+                        let mut idot = [[[_mm256_setzero_si256(); 2]; C]; R];
                         for k in h * steps..(h + 1) * steps {
-                            // SAFETY: step k of block b of groups 0..C.
-                            let x: [__m256i; C] = std::array::from_fn(|c| unsafe {
-                                _mm256_loadu_si256(q.add(c * qg + b * BATCH_Q + 32 * k).cast())
+                            let x: [__m256i; C] = std::array::from_fn(|c| {
+                                // SAFETY: step k of block b of group c.
+                                unsafe {
+                                    _mm256_loadu_si256(q.add(c * qg + b * BATCH_Q + 32 * k).cast())
+                                }
                             });
                             for (rr, idot) in idot.iter_mut().enumerate() {
+                                let at = rr * cols + b * QK + 4 * k;
                                 // SAFETY: bytes 4k..4k+4 of group b of unpacked row rr.
-                                let w4 = unsafe { u.add(rr * cols + b * QK + 4 * k).cast::<i32>().read_unaligned() };
+                                let w4 = unsafe { u.add(at).cast::<i32>().read_unaligned() };
                                 let wb = _mm256_set1_epi32(w4);
                                 for (idot, &x) in idot.iter_mut().zip(&x) {
-                                    *idot = if RAW {
-                                        dot4(*idot, _mm256_abs_epi8(wb), _mm256_sign_epi8(x, wb))
+                                    let next = if RAW {
+                                        dot4(idot[0], _mm256_abs_epi8(wb), _mm256_sign_epi8(x, wb))
                                     } else {
-                                        dot4(*idot, wb, x)
+                                        dot4(idot[0], wb, x)
                                     };
+                                    *idot = [idot[1], next];
                                 }
                             }
                         }
@@ -761,7 +1177,8 @@ macro_rules! isa_kernels {
                                     (*p, *p.add(1))
                                 };
                                 let scale = _mm256_mul_ps(_mm256_set1_ps(a), dx);
-                                let v = _mm256_cvtepi32_ps(idot[rr][c]);
+                                let [i0, i1] = idot[rr][c];
+                                let v = _mm256_cvtepi32_ps(_mm256_add_epi32(i0, i1));
                                 acc[rr][c] = _mm256_fmadd_ps(v, scale, acc[rr][c]);
                                 acc[rr][c] = _mm256_fmadd_ps(_mm256_set1_ps(cc), s, acc[rr][c]);
                             }
