@@ -78,12 +78,135 @@ unsafe fn attend_group_avx2(
     out: &mut [f32],
     scores: &mut Vec<f32>,
 ) {
-    attend_group_generic(shape, q, keys, values, kv_head, n_ctx, scale, out, scores)
+    // SAFETY: this function only runs where AVX2 and FMA are available.
+    let dot = |a: &[f32], b: &[f32]| unsafe { dot_avx2(a, b) };
+    attend_with(
+        dot, shape, q, keys, values, kv_head, n_ctx, scale, out, scores,
+    )
 }
 
-#[inline(always)]
+/// f32 dot product with two 8-wide FMA accumulators; `a` and `b` have equal lengths.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+    use std::arch::x86_64::*;
+    let n = a.len().min(b.len());
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    let mut i = 0;
+    // SAFETY: every load reads 8 floats at i + 8 <= n (or i + 16 <= n) within both slices.
+    unsafe {
+        while i + 16 <= n {
+            acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
+            acc1 = _mm256_fmadd_ps(
+                _mm256_loadu_ps(pa.add(i + 8)),
+                _mm256_loadu_ps(pb.add(i + 8)),
+                acc1,
+            );
+            i += 16;
+        }
+        if i + 8 <= n {
+            acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
+            i += 8;
+        }
+    }
+    let sum = _mm256_add_ps(acc0, acc1);
+    let quad = _mm_add_ps(_mm256_castps256_ps128(sum), _mm256_extractf128_ps::<1>(sum));
+    let pair = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
+    let single = _mm_add_ss(pair, _mm_movehdup_ps(pair));
+    let tail: f32 = a[i..n].iter().zip(&b[i..n]).map(|(x, y)| x * y).sum();
+    _mm_cvtss_f32(single) + tail
+}
+
 #[allow(clippy::too_many_arguments)]
 fn attend_group_generic(
+    shape: AttentionShape,
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    kv_head: usize,
+    n_ctx: usize,
+    scale: f32,
+    out: &mut [f32],
+    scores: &mut Vec<f32>,
+) {
+    attend_with(
+        dot, shape, q, keys, values, kv_head, n_ctx, scale, out, scores,
+    )
+}
+
+/// Picks the fixed-size kernel for common head sizes.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn attend_with(
+    dot: impl Fn(&[f32], &[f32]) -> f32,
+    shape: AttentionShape,
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    kv_head: usize,
+    n_ctx: usize,
+    scale: f32,
+    out: &mut [f32],
+    scores: &mut Vec<f32>,
+) {
+    match shape.head_dim {
+        64 => attend_fixed::<64>(
+            dot, shape, q, keys, values, kv_head, n_ctx, scale, out, scores,
+        ),
+        128 => attend_fixed::<128>(
+            dot, shape, q, keys, values, kv_head, n_ctx, scale, out, scores,
+        ),
+        _ => attend_any(shape, q, keys, values, kv_head, n_ctx, scale, out, scores),
+    }
+}
+
+/// [`attend_any`] for a compile-time head size: the dot products unroll completely and each
+/// head's output accumulator lives in registers across the whole value pass.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn attend_fixed<const HD: usize>(
+    dot: impl Fn(&[f32], &[f32]) -> f32,
+    shape: AttentionShape,
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    kv_head: usize,
+    n_ctx: usize,
+    scale: f32,
+    out: &mut [f32],
+    scores: &mut Vec<f32>,
+) {
+    let (stride, head_off) = (shape.kv_dim(), kv_head * HD);
+    let row = |cache: &[f32], pos: usize| -> [f32; HD] {
+        cache[pos * stride + head_off..][..HD]
+            .try_into()
+            .expect("HD-wide row")
+    };
+    let key = |pos: usize| &keys[pos * stride + head_off..][..HD];
+    scores.clear();
+    scores.resize(n_ctx, 0.0);
+    for (qh, oh) in q.chunks_exact(HD).zip(out.chunks_exact_mut(HD)) {
+        for (pos, s) in scores.iter_mut().enumerate() {
+            *s = dot(qh, key(pos)) * scale;
+        }
+        softmax_in_place(scores);
+        let mut acc = [0.0f32; HD];
+        for (pos, &p) in scores.iter().enumerate() {
+            let v = row(values, pos);
+            for d in 0..HD {
+                acc[d] += p * v[d];
+            }
+        }
+        oh.copy_from_slice(&acc);
+    }
+}
+
+/// Any head size (the reference shape of the algorithm).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn attend_any(
     shape: AttentionShape,
     q: &[f32],
     keys: &[f32],
@@ -192,30 +315,35 @@ mod tests {
 
     #[test]
     fn grouped_matches_naive() {
-        let shape = AttentionShape {
-            n_head: 6,
-            n_kv_head: 2,
-            head_dim: 16,
-        };
-        let n_ctx = 37;
-        let val = |i: usize, salt: usize| ((i * 7919 + salt * 104729) % 1000) as f32 / 500.0 - 1.0;
-        let q: Vec<f32> = (0..shape.n_head * 16).map(|i| val(i, 1)).collect();
-        let k: Vec<f32> = (0..n_ctx * shape.kv_dim()).map(|i| val(i, 2)).collect();
-        let v: Vec<f32> = (0..n_ctx * shape.kv_dim()).map(|i| val(i, 3)).collect();
-        let want = naive(shape, &q, &k, &v, n_ctx);
-        // The dispatched (SIMD where available) and the portable paths.
-        let paths: [AttendFn; 2] = [attend_group, attend_group_generic];
-        for attend in paths {
-            let mut got = vec![0.0; want.len()];
-            let mut scratch = Vec::new();
-            let gq = shape.group() * 16;
-            for kvh in 0..shape.n_kv_head {
-                let q = &q[kvh * gq..][..gq];
-                let out = &mut got[kvh * gq..][..gq];
-                attend(shape, q, &k, &v, kvh, n_ctx, 0.25, out, &mut scratch);
-            }
-            for (a, b) in got.iter().zip(&want) {
-                assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        // 16 takes the any-size path; 64 and 128 the fixed-size ones.
+        for head_dim in [16, 64, 128] {
+            let shape = AttentionShape {
+                n_head: 6,
+                n_kv_head: 2,
+                head_dim,
+            };
+            let n_ctx = 37;
+            let val =
+                |i: usize, salt: usize| ((i * 7919 + salt * 104729) % 1000) as f32 / 500.0 - 1.0;
+            let q: Vec<f32> = (0..shape.n_head * head_dim).map(|i| val(i, 1)).collect();
+            let k: Vec<f32> = (0..n_ctx * shape.kv_dim()).map(|i| val(i, 2)).collect();
+            let v: Vec<f32> = (0..n_ctx * shape.kv_dim()).map(|i| val(i, 3)).collect();
+            let want = naive(shape, &q, &k, &v, n_ctx);
+            let scale = 1.0 / (head_dim as f32).sqrt();
+            // The dispatched (SIMD where available) and the portable paths.
+            let paths: [AttendFn; 3] = [attend_group, attend_group_generic, attend_any];
+            for attend in paths {
+                let mut got = vec![0.0; want.len()];
+                let mut scratch = Vec::new();
+                let gq = shape.group() * head_dim;
+                for kvh in 0..shape.n_kv_head {
+                    let q = &q[kvh * gq..][..gq];
+                    let out = &mut got[kvh * gq..][..gq];
+                    attend(shape, q, &k, &v, kvh, n_ctx, scale, out, &mut scratch);
+                }
+                for (a, b) in got.iter().zip(&want) {
+                    assert!((a - b).abs() < 1e-5, "head_dim {head_dim}: {a} vs {b}");
+                }
             }
         }
     }
