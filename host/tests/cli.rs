@@ -6,15 +6,24 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 fn golden(relative: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/golden/model").join(relative)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/golden/model")
+        .join(relative)
 }
 
 fn textnlp(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_textnlp")).args(args).output().expect("runs textnlp")
+    Command::new(env!("CARGO_BIN_EXE_textnlp"))
+        .args(args)
+        .output()
+        .expect("runs textnlp")
 }
 
 fn stdout_json(out: &Output) -> Value {
-    assert!(out.status.success(), "failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("stdout is JSON")
 }
 
@@ -23,7 +32,10 @@ fn assert_clean_failure(out: &Output, mentions: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "unexpectedly succeeded");
     assert!(!stderr.contains("panicked"), "panicked: {stderr}");
-    assert!(stderr.contains(mentions), "stderr does not mention {mentions:?}: {stderr}");
+    assert!(
+        stderr.contains(mentions),
+        "stderr does not mention {mentions:?}: {stderr}"
+    );
 }
 
 #[test]
@@ -41,13 +53,26 @@ fn perplexity_matches_llama_cpp_within_two_percent() {
             .unwrap()
             .parse()
             .unwrap();
-        let got = stdout_json(&textnlp(&["perplexity", "--ctx", ctx, text.to_str().unwrap()]));
+        let got = stdout_json(&textnlp(&[
+            "perplexity",
+            "--ctx",
+            ctx,
+            text.to_str().unwrap(),
+        ]));
         let ppl = got["ppl"].as_f64().unwrap();
         eprintln!("ctx {ctx}: ppl {ppl:.4} (llama.cpp {want})");
-        assert!((ppl / want - 1.0).abs() <= 0.02, "ctx {ctx}: {ppl} vs llama.cpp {want}");
+        assert!(
+            (ppl / want - 1.0).abs() <= 0.02,
+            "ctx {ctx}: {ppl} vs llama.cpp {want}"
+        );
         assert_eq!(got["chunks"], golden_results["results"][key]["n_chunks"]);
-        let per_chunk = golden_results["results"][key]["tokens_scored_per_chunk"].as_u64().unwrap();
-        assert_eq!(got["scored_tokens"].as_u64().unwrap(), per_chunk * got["chunks"].as_u64().unwrap());
+        let per_chunk = golden_results["results"][key]["tokens_scored_per_chunk"]
+            .as_u64()
+            .unwrap();
+        assert_eq!(
+            got["scored_tokens"].as_u64().unwrap(),
+            per_chunk * got["chunks"].as_u64().unwrap()
+        );
     }
 }
 
@@ -64,12 +89,24 @@ fn tokenize_prints_the_golden_ids() {
 #[test]
 fn generate_json_reports_ids_text_and_speed() {
     let out = stdout_json(&textnlp(&[
-        "generate", "--raw", "--temperature", "0", "--max-tokens", "8", "--json",
+        "generate",
+        "--raw",
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "8",
+        "--json",
         "The capital of France is",
     ]));
-    assert_eq!(out["prompt_ids"], serde_json::json!([504, 3575, 282, 4649, 314]));
+    assert_eq!(
+        out["prompt_ids"],
+        serde_json::json!([504, 3575, 282, 4649, 314])
+    );
     // llama.cpp's greedy continuation (tests/golden/model/greedy_llamacpp_*.jsonl).
-    assert_eq!(out["ids"], serde_json::json!([7042, 30, 198, 198, 504, 2988, 314, 42]));
+    assert_eq!(
+        out["ids"],
+        serde_json::json!([7042, 30, 198, 198, 504, 2988, 314, 42])
+    );
     assert_eq!(out["text"], " Paris.\n\nThe answer is:");
     assert!(out["tokens_per_s"].as_f64().unwrap() > 0.0);
     assert!(out["prompt_tokens_per_s"].as_f64().unwrap() > 0.0);
@@ -79,8 +116,16 @@ fn generate_json_reports_ids_text_and_speed() {
 fn same_seed_same_text() {
     let run = |seed: &str| {
         stdout_json(&textnlp(&[
-            "generate", "--temperature", "1.0", "--seed", seed, "--max-tokens", "16",
-            "--ignore-eos", "--json", "Write a haiku about data.",
+            "generate",
+            "--temperature",
+            "1.0",
+            "--seed",
+            seed,
+            "--max-tokens",
+            "16",
+            "--ignore-eos",
+            "--json",
+            "Write a haiku about data.",
         ]))["ids"]
             .clone()
     };
@@ -91,7 +136,11 @@ fn same_seed_same_text() {
 #[test]
 fn logits_prints_one_line_per_position() {
     let out = textnlp(&["logits", "--top", "3", "--ids", "504,3575,282,4649,314"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines: Vec<Value> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -105,22 +154,40 @@ fn logits_prints_one_line_per_position() {
 
 #[test]
 fn bad_input_gives_one_line_errors() {
-    assert_clean_failure(&textnlp(&["generate", "--model", "/nonexistent.gguf", "hi"]), "not found");
+    assert_clean_failure(
+        &textnlp(&["generate", "--model", "/nonexistent.gguf", "hi"]),
+        "not found",
+    );
     let not_gguf = std::env::current_exe().unwrap();
     assert_clean_failure(
         &textnlp(&["tokenize", "--model", not_gguf.to_str().unwrap(), "hi"]),
         "magic",
     );
-    assert_clean_failure(&textnlp(&["generate", "--temperature=-1", "hi"]), "temperature");
+    assert_clean_failure(
+        &textnlp(&["generate", "--temperature=-1", "hi"]),
+        "temperature",
+    );
     assert_clean_failure(&textnlp(&["generate", "--top-p", "1.5", "hi"]), "top_p");
-    assert_clean_failure(&textnlp(&["generate", "--max-tokens", "0", "hi"]), "max-tokens");
-    assert_clean_failure(&textnlp(&["logits", "--ids", "1,99999999"]), "outside the vocabulary");
-    assert_clean_failure(&textnlp(&["perplexity", "--ctx", "128", "/nonexistent.txt"]), "nonexistent");
+    assert_clean_failure(
+        &textnlp(&["generate", "--max-tokens", "0", "hi"]),
+        "max-tokens",
+    );
+    assert_clean_failure(
+        &textnlp(&["logits", "--ids", "1,99999999"]),
+        "outside the vocabulary",
+    );
+    assert_clean_failure(
+        &textnlp(&["perplexity", "--ctx", "128", "/nonexistent.txt"]),
+        "nonexistent",
+    );
     assert_clean_failure(&textnlp(&["no-such-command"]), "no-such-command");
 }
 
 #[test]
 fn prompts_longer_than_the_context_are_refused_not_truncated() {
     let long = "word ".repeat(9000);
-    assert_clean_failure(&textnlp(&["generate", "--raw", "--max-tokens", "1", &long]), "context length");
+    assert_clean_failure(
+        &textnlp(&["generate", "--raw", "--max-tokens", "1", &long]),
+        "context length",
+    );
 }

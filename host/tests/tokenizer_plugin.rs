@@ -379,8 +379,17 @@ fn compiled_artifacts_persist_and_bad_ones_are_recompiled() {
     let dir = std::env::temp_dir().join(format!("textnlp-artifacts-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let wasm = std::fs::read(plugin_path()).unwrap();
-    let with_dir = || PluginRuntime::new().unwrap().with_artifact_dir(Some(dir.clone()));
-    let artifacts = || std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect::<Vec<_>>();
+    let with_dir = || {
+        PluginRuntime::new()
+            .unwrap()
+            .with_artifact_dir(Some(dir.clone()))
+    };
+    let artifacts = || {
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect::<Vec<_>>()
+    };
 
     with_dir().compile(&wasm).expect("compiles");
     let files = artifacts();
@@ -390,13 +399,22 @@ fn compiled_artifacts_persist_and_bad_ones_are_recompiled() {
     let rt = with_dir();
     let limits = rt.limits().clone();
     let mut tok = TokenizerPlugin::from_bytes(&rt, "cached", &wasm, vocab(), &limits).unwrap();
-    assert_eq!(tok.encode("Hello world", true, false).unwrap(), [19556, 905]);
+    assert_eq!(
+        tok.encode("Hello world", true, false).unwrap(),
+        [19556, 905]
+    );
 
     // A corrupted artifact is ignored and replaced, never executed.
     std::fs::write(&files[0], b"not an artifact").unwrap();
     let rt = with_dir();
     let mut tok = TokenizerPlugin::from_bytes(&rt, "recompiled", &wasm, vocab(), &limits).unwrap();
-    assert_eq!(tok.encode("Hello world", true, false).unwrap(), [19556, 905]);
-    assert!(std::fs::metadata(&files[0]).unwrap().len() > 1000, "artifact rewritten");
+    assert_eq!(
+        tok.encode("Hello world", true, false).unwrap(),
+        [19556, 905]
+    );
+    assert!(
+        std::fs::metadata(&files[0]).unwrap().len() > 1000,
+        "artifact rewritten"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

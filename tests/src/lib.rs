@@ -57,6 +57,11 @@ pub fn top_pairs(v: &Value) -> Vec<(u32, f32)> {
     v.as_array()
         .expect("array")
         .iter()
-        .map(|p| (p[0].as_u64().expect("id") as u32, p[1].as_f64().expect("logit") as f32))
+        .map(|p| {
+            (
+                p[0].as_u64().expect("id") as u32,
+                p[1].as_f64().expect("logit") as f32,
+            )
+        })
         .collect()
 }

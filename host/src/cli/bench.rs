@@ -34,16 +34,27 @@ pub struct BenchArgs {
 pub fn run(args: BenchArgs) -> Result<()> {
     let model = args.model.load_model()?;
     let reps = args.repetitions as usize;
-    report(json!({"test": "pp512", "n_prompt": 512, "n_gen": 0}), reps, || {
-        let tokens = bench_tokens(&model, 512, 0);
-        let mut cache = model.new_cache();
-        let started = Instant::now();
-        step(&model, &mut [&mut cache], &[&tokens], &mut Scratch::default())?;
-        Ok(512.0 / started.elapsed().as_secs_f64())
-    })?;
-    report(json!({"test": "tg128", "n_prompt": 0, "n_gen": 128}), reps, || {
-        decode_rate(&model, 1, 0, 128)
-    })?;
+    report(
+        json!({"test": "pp512", "n_prompt": 512, "n_gen": 0}),
+        reps,
+        || {
+            let tokens = bench_tokens(&model, 512, 0);
+            let mut cache = model.new_cache();
+            let started = Instant::now();
+            step(
+                &model,
+                &mut [&mut cache],
+                &[&tokens],
+                &mut Scratch::default(),
+            )?;
+            Ok(512.0 / started.elapsed().as_secs_f64())
+        },
+    )?;
+    report(
+        json!({"test": "tg128", "n_prompt": 0, "n_gen": 128}),
+        reps,
+        || decode_rate(&model, 1, 0, 128),
+    )?;
     for &n in &args.sequences {
         let info = json!({"test": "batched", "sequences": n, "n_prompt": 128, "n_gen": 128});
         report(info, reps, || decode_rate(&model, n, 128, 128))?;
@@ -52,7 +63,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
 }
 
 /// Runs one warm-up and `reps` timed runs of `f` (which returns tokens/s) and prints a line.
-fn report(mut info: serde_json::Value, reps: usize, mut f: impl FnMut() -> Result<f64>) -> Result<()> {
+fn report(
+    mut info: serde_json::Value,
+    reps: usize,
+    mut f: impl FnMut() -> Result<f64>,
+) -> Result<()> {
     f()?;
     let rates = (0..reps).map(|_| f()).collect::<Result<Vec<f64>>>()?;
     let mean = rates.iter().sum::<f64>() / reps as f64;
@@ -69,17 +84,31 @@ fn report(mut info: serde_json::Value, reps: usize, mut f: impl FnMut() -> Resul
 fn decode_rate(model: &Llama, n: usize, n_prompt: usize, n_gen: usize) -> Result<f64> {
     let mut caches: Vec<KvCache> = (0..n).map(|_| model.new_cache()).collect();
     let mut scratch = Scratch::default();
-    let mut next: Vec<Vec<u32>> = (0..n).map(|i| bench_tokens(model, 1, i as u64 + 1)).collect();
+    let mut next: Vec<Vec<u32>> = (0..n)
+        .map(|i| bench_tokens(model, 1, i as u64 + 1))
+        .collect();
     if n_prompt > 0 {
-        let prompts: Vec<Vec<u32>> = (0..n).map(|i| bench_tokens(model, n_prompt, i as u64 + 100)).collect();
+        let prompts: Vec<Vec<u32>> = (0..n)
+            .map(|i| bench_tokens(model, n_prompt, i as u64 + 100))
+            .collect();
         let prompt_refs: Vec<&[u32]> = prompts.iter().map(Vec::as_slice).collect();
-        let logits = step(model, &mut caches.iter_mut().collect::<Vec<_>>(), &prompt_refs, &mut scratch)?;
+        let logits = step(
+            model,
+            &mut caches.iter_mut().collect::<Vec<_>>(),
+            &prompt_refs,
+            &mut scratch,
+        )?;
         pick_next(model, logits, &mut next);
     }
     let started = Instant::now();
     for _ in 0..n_gen {
         let token_refs: Vec<&[u32]> = next.iter().map(Vec::as_slice).collect();
-        let logits = step(model, &mut caches.iter_mut().collect::<Vec<_>>(), &token_refs, &mut scratch)?;
+        let logits = step(
+            model,
+            &mut caches.iter_mut().collect::<Vec<_>>(),
+            &token_refs,
+            &mut scratch,
+        )?;
         pick_next(model, logits, &mut next);
     }
     Ok((n * n_gen) as f64 / started.elapsed().as_secs_f64())
@@ -95,7 +124,11 @@ fn step<'s>(
     let mut steps: Vec<SequenceStep> = caches
         .iter_mut()
         .zip(tokens)
-        .map(|(cache, tokens)| SequenceStep { cache, tokens, logits: LogitsFor::Last })
+        .map(|(cache, tokens)| SequenceStep {
+            cache,
+            tokens,
+            logits: LogitsFor::Last,
+        })
         .collect();
     Ok(model.forward(&mut steps, scratch)?)
 }
@@ -111,7 +144,8 @@ fn bench_tokens(model: &Llama, n: usize, salt: u64) -> Vec<u32> {
     let vocab = model.config().n_vocab as u64;
     (0..n as u64)
         .map(|i| {
-            let x = (i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ salt.wrapping_mul(0xD1B5_4A32_D192_ED03);
+            let x = (i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                ^ salt.wrapping_mul(0xD1B5_4A32_D192_ED03);
             (100 + (x >> 17) % (vocab - 100)) as u32
         })
         .collect()

@@ -66,12 +66,20 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     let text = if args.raw {
         args.prompt.clone()
     } else {
-        let message = ChatMessage { role: "user".into(), content: args.prompt.clone() };
-        tok.apply_chat_template(&[message], true).context("rendering the chat template")?
+        let message = ChatMessage {
+            role: "user".into(),
+            content: args.prompt.clone(),
+        };
+        tok.apply_chat_template(&[message], true)
+            .context("rendering the chat template")?
     };
     let prompt = tok.encode(&text, true, true)?;
     let special = tok.special_tokens()?;
-    let stop_tokens = if args.ignore_eos { Vec::new() } else { special.end_of_turn.clone() };
+    let stop_tokens = if args.ignore_eos {
+        Vec::new()
+    } else {
+        special.end_of_turn.clone()
+    };
     let request = GenerateRequest {
         prompt: &prompt,
         max_tokens: args.max_tokens as usize,

@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+use crate::model::Llama;
 use crate::model::gguf::GgufFile;
 use crate::model::vocab::vocabulary_from_gguf;
-use crate::model::Llama;
 use crate::paths;
 use crate::plugins::{PluginRuntime, TokenizerPlugin};
 
@@ -75,7 +75,10 @@ impl ModelArgs {
     }
 
     fn load_tokenizer(&self, file: &GgufFile) -> Result<(PluginRuntime, TokenizerPlugin)> {
-        let plugin = self.tokenizer_plugin.clone().unwrap_or_else(paths::tokenizer_plugin);
+        let plugin = self
+            .tokenizer_plugin
+            .clone()
+            .unwrap_or_else(paths::tokenizer_plugin);
         load_tokenizer(file, &plugin)
     }
 }

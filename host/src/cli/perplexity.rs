@@ -70,7 +70,11 @@ fn score_chunks(model: &Llama, chunks: &[&[u32]]) -> Result<(f64, usize)> {
         let mut steps: Vec<SequenceStep> = caches
             .iter_mut()
             .zip(group)
-            .map(|(cache, tokens)| SequenceStep { cache, tokens, logits: LogitsFor::All })
+            .map(|(cache, tokens)| SequenceStep {
+                cache,
+                tokens,
+                logits: LogitsFor::All,
+            })
             .collect();
         let logits = model.forward(&mut steps, &mut scratch)?;
         for (chunk, rows) in group.iter().zip(logits.chunks_exact(ctx * n_vocab)) {

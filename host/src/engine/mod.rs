@@ -53,7 +53,11 @@ pub fn generate<E: From<ModelError>>(
     let needed = req.prompt.len() + req.max_tokens;
     let context_length = model.config().context_length;
     if needed > context_length {
-        return Err(ModelError::ContextOverflow { needed, context_length }.into());
+        return Err(ModelError::ContextOverflow {
+            needed,
+            context_length,
+        }
+        .into());
     }
     let mut cache = model.new_cache();
     let mut scratch = Scratch::default();
@@ -77,11 +81,20 @@ pub fn generate<E: From<ModelError>>(
         if produced + 1 == req.max_tokens {
             break;
         }
-        let mut step = [SequenceStep { cache: &mut cache, tokens: &[token], logits: LogitsFor::Last }];
+        let mut step = [SequenceStep {
+            cache: &mut cache,
+            tokens: &[token],
+            logits: LogitsFor::Last,
+        }];
         logits.copy_from_slice(model.forward(&mut step, &mut scratch)?);
     }
     let ids = history.split_off(req.prompt.len());
-    Ok(Generation { ids, finish, prefill_time, decode_time: started.elapsed() })
+    Ok(Generation {
+        ids,
+        finish,
+        prefill_time,
+        decode_time: started.elapsed(),
+    })
 }
 
 /// Feeds `tokens` into `cache` in chunks and returns the logits after the last one.
@@ -93,8 +106,19 @@ pub fn prefill(
 ) -> Result<Vec<f32>, ModelError> {
     let mut chunks = tokens.chunks(PREFILL_CHUNK).peekable();
     while let Some(chunk) = chunks.next() {
-        let logits = if chunks.peek().is_some() { LogitsFor::None } else { LogitsFor::Last };
-        let out = model.forward(&mut [SequenceStep { cache, tokens: chunk, logits }], scratch)?;
+        let logits = if chunks.peek().is_some() {
+            LogitsFor::None
+        } else {
+            LogitsFor::Last
+        };
+        let out = model.forward(
+            &mut [SequenceStep {
+                cache,
+                tokens: chunk,
+                logits,
+            }],
+            scratch,
+        )?;
         if logits == LogitsFor::Last {
             return Ok(out.to_vec());
         }

@@ -78,8 +78,15 @@ impl LlamaConfig {
     /// Rejects shapes the forward pass cannot run, before any weight is touched.
     fn validate(&self) -> Result<(), ModelError> {
         let bad = |what: &str| Err(ModelError::InvalidConfig(what.to_owned()));
-        if [self.n_embd, self.n_layer, self.n_head, self.n_head_kv, self.head_dim, self.n_ff]
-            .contains(&0)
+        if [
+            self.n_embd,
+            self.n_layer,
+            self.n_head,
+            self.n_head_kv,
+            self.head_dim,
+            self.n_ff,
+        ]
+        .contains(&0)
             || self.n_vocab == 0
             || self.context_length == 0
         {

@@ -1,8 +1,13 @@
 //! Per-sequence key/value cache.
 
+use half::f16;
+use half::slice::HalfFloatSliceExt;
+
 use super::config::LlamaConfig;
 
-/// Keys and values of every layer for one sequence, one row (all KV heads) per position.
+/// Keys and values of every layer for one sequence, one row (all KV heads) per position,
+/// stored as f16 (as llama.cpp does by default): attention over many sequences is bound by
+/// reading the cache, and f16 halves that traffic.
 ///
 /// Rows are appended as the sequence grows; memory is reserved in chunks so that appends
 /// during decoding do not reallocate on every token.
@@ -15,8 +20,8 @@ pub struct KvCache {
 
 #[derive(Clone, Debug, Default)]
 pub(crate) struct LayerKv {
-    pub keys: Vec<f32>,
-    pub values: Vec<f32>,
+    pub keys: Vec<f16>,
+    pub values: Vec<f16>,
 }
 
 impl KvCache {
@@ -51,7 +56,7 @@ impl KvCache {
     pub fn memory_bytes(&self) -> usize {
         self.layers
             .iter()
-            .map(|l| (l.keys.capacity() + l.values.capacity()) * size_of::<f32>())
+            .map(|l| (l.keys.capacity() + l.values.capacity()) * size_of::<f16>())
             .sum()
     }
 
@@ -62,10 +67,8 @@ impl KvCache {
     /// Appends rows for layer `l`; `keys`/`values` hold whole rows.
     pub(crate) fn append(&mut self, l: usize, keys: &[f32], values: &[f32]) {
         let layer = &mut self.layers[l];
-        reserve_chunked(&mut layer.keys, keys.len(), self.kv_dim);
-        reserve_chunked(&mut layer.values, values.len(), self.kv_dim);
-        layer.keys.extend_from_slice(keys);
-        layer.values.extend_from_slice(values);
+        append_f16(&mut layer.keys, keys, self.kv_dim);
+        append_f16(&mut layer.values, values, self.kv_dim);
     }
 
     /// Marks `n` appended positions as complete (after every layer got its rows).
@@ -74,9 +77,13 @@ impl KvCache {
     }
 }
 
-/// Grows capacity 256 positions at a time (or more for long prefills).
-fn reserve_chunked(v: &mut Vec<f32>, extra: usize, kv_dim: usize) {
-    if v.capacity() - v.len() < extra {
-        v.reserve(extra.max(256 * kv_dim));
+/// Converts and appends rows, growing capacity 256 positions at a time (or more for long
+/// prefills) so decoding does not reallocate on every token.
+fn append_f16(dst: &mut Vec<f16>, src: &[f32], kv_dim: usize) {
+    if dst.capacity() - dst.len() < src.len() {
+        dst.reserve(src.len().max(256 * kv_dim));
     }
+    let start = dst.len();
+    dst.resize(start + src.len(), f16::ZERO);
+    dst[start..].convert_from_f32_slice(src);
 }

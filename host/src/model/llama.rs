@@ -100,7 +100,9 @@ impl Llama {
         };
         let layers = (0..c.n_layer)
             .map(|i| {
-                let w = |name: &str, rows, cols| weight(&file, &format!("blk.{i}.{name}.weight"), rows, cols);
+                let w = |name: &str, rows, cols| {
+                    weight(&file, &format!("blk.{i}.{name}.weight"), rows, cols)
+                };
                 Ok(Layer {
                     attn_norm: vector(&file, &format!("blk.{i}.attn_norm.weight"), d)?,
                     ffn_norm: vector(&file, &format!("blk.{i}.ffn_norm.weight"), d)?,
@@ -116,7 +118,15 @@ impl Llama {
             .collect::<Result<Vec<_>, ModelError>>()?;
         let output_norm = vector(&file, "output_norm.weight", d)?;
         let rope = Rope::new(c.rope_style, c.head_dim, c.rope_dims, c.rope_base);
-        Ok(Llama { file, config, token_embd, output, output_norm, layers, rope })
+        Ok(Llama {
+            file,
+            config,
+            token_embd,
+            output,
+            output_norm,
+            layers,
+            rope,
+        })
     }
 
     pub fn config(&self) -> &LlamaConfig {
@@ -134,7 +144,12 @@ impl Llama {
     }
 
     fn mat(&self, w: &Weight) -> QMatrix<'_> {
-        QMatrix { ty: w.ty, data: &self.file.bytes()[w.bytes.clone()], rows: w.rows, cols: w.cols }
+        QMatrix {
+            ty: w.ty,
+            data: &self.file.bytes()[w.bytes.clone()],
+            rows: w.rows,
+            cols: w.cols,
+        }
     }
 
     /// Runs one batched step. Returns the requested logits, `n_vocab` floats per row, in batch
@@ -154,7 +169,8 @@ impl Llama {
         for (i, seq) in batch.iter().enumerate() {
             let start = seq.cache.len();
             let first_row = s.token_pos.len();
-            s.token_pos.extend((0..seq.tokens.len()).map(|j| (i, start + j)));
+            s.token_pos
+                .extend((0..seq.tokens.len()).map(|j| (i, start + j)));
             match seq.logits {
                 LogitsFor::None => {}
                 LogitsFor::Last => s.logit_rows.push(s.token_pos.len() - 1),
@@ -178,11 +194,17 @@ impl Llama {
         let c = &self.config;
         for seq in batch {
             if let Some(&id) = seq.tokens.iter().find(|&&t| t as usize >= c.n_vocab) {
-                return Err(ModelError::TokenOutOfRange { id, n_vocab: c.n_vocab });
+                return Err(ModelError::TokenOutOfRange {
+                    id,
+                    n_vocab: c.n_vocab,
+                });
             }
             let needed = seq.cache.len() + seq.tokens.len();
             if needed > c.context_length {
-                return Err(ModelError::ContextOverflow { needed, context_length: c.context_length });
+                return Err(ModelError::ContextOverflow {
+                    needed,
+                    context_length: c.context_length,
+                });
             }
             if seq.tokens.is_empty() && seq.logits != LogitsFor::None {
                 return Err(ModelError::EmptyStep);
@@ -201,13 +223,37 @@ impl Llama {
         }
     }
 
-    fn attention_block(&self, l: usize, layer: &Layer, batch: &mut [SequenceStep<'_>], s: &mut Scratch) {
+    fn attention_block(
+        &self,
+        l: usize,
+        layer: &Layer,
+        batch: &mut [SequenceStep<'_>],
+        s: &mut Scratch,
+    ) {
         let c = &self.config;
         let (d, kv, n) = (c.n_embd, c.kv_dim(), s.token_pos.len());
         rms_norm(&s.x, &layer.attn_norm, c.rms_eps, resized(&mut s.xn, n * d));
-        matmul(&self.mat(&layer.wq), &s.xn, n, resized(&mut s.q, n * d), &mut s.matmul);
-        matmul(&self.mat(&layer.wk), &s.xn, n, resized(&mut s.k, n * kv), &mut s.matmul);
-        matmul(&self.mat(&layer.wv), &s.xn, n, resized(&mut s.v, n * kv), &mut s.matmul);
+        matmul(
+            &self.mat(&layer.wq),
+            &s.xn,
+            n,
+            resized(&mut s.q, n * d),
+            &mut s.matmul,
+        );
+        matmul(
+            &self.mat(&layer.wk),
+            &s.xn,
+            n,
+            resized(&mut s.k, n * kv),
+            &mut s.matmul,
+        );
+        matmul(
+            &self.mat(&layer.wv),
+            &s.xn,
+            n,
+            resized(&mut s.v, n * kv),
+            &mut s.matmul,
+        );
         for (t, &(_, pos)) in s.token_pos.iter().enumerate() {
             self.rope.apply(&mut s.q[t * d..][..d], pos);
             self.rope.apply(&mut s.k[t * kv..][..kv], pos);
@@ -215,11 +261,19 @@ impl Llama {
         let mut row = 0;
         for seq in batch.iter_mut() {
             let rows = row..row + seq.tokens.len();
-            seq.cache.append(l, &s.k[rows.start * kv..rows.end * kv], &s.v[rows.start * kv..rows.end * kv]);
+            seq.cache.append(
+                l,
+                &s.k[rows.start * kv..rows.end * kv],
+                &s.v[rows.start * kv..rows.end * kv],
+            );
             row = rows.end;
         }
 
-        let shape = AttentionShape { n_head: c.n_head, n_kv_head: c.n_head_kv, head_dim: c.head_dim };
+        let shape = AttentionShape {
+            n_head: c.n_head,
+            n_kv_head: c.n_head_kv,
+            head_dim: c.head_dim,
+        };
         let scale = 1.0 / (c.head_dim as f32).sqrt();
         let group_width = shape.group() * c.head_dim;
         let caches: Vec<&KvCache> = batch.iter().map(|seq| &*seq.cache).collect();
@@ -232,9 +286,25 @@ impl Llama {
                 let (seq, pos) = token_pos[t];
                 let cache = caches[seq].layer(l);
                 let q = &q[t * d + kv_head * group_width..][..group_width];
-                attend_group(shape, q, &cache.keys, &cache.values, kv_head, pos + 1, scale, out, scores);
+                attend_group(
+                    shape,
+                    q,
+                    &cache.keys,
+                    &cache.values,
+                    kv_head,
+                    pos + 1,
+                    scale,
+                    out,
+                    scores,
+                );
             });
-        matmul(&self.mat(&layer.wo), &s.attn, n, resized(&mut s.proj, n * d), &mut s.matmul);
+        matmul(
+            &self.mat(&layer.wo),
+            &s.attn,
+            n,
+            resized(&mut s.proj, n * d),
+            &mut s.matmul,
+        );
         add_assign(&mut s.x, &s.proj);
     }
 
@@ -242,10 +312,28 @@ impl Llama {
         let c = &self.config;
         let (d, ff) = (c.n_embd, c.n_ff);
         rms_norm(&s.x, &layer.ffn_norm, c.rms_eps, resized(&mut s.xn, n * d));
-        matmul(&self.mat(&layer.w_gate), &s.xn, n, resized(&mut s.gate, n * ff), &mut s.matmul);
-        matmul(&self.mat(&layer.w_up), &s.xn, n, resized(&mut s.up, n * ff), &mut s.matmul);
+        matmul(
+            &self.mat(&layer.w_gate),
+            &s.xn,
+            n,
+            resized(&mut s.gate, n * ff),
+            &mut s.matmul,
+        );
+        matmul(
+            &self.mat(&layer.w_up),
+            &s.xn,
+            n,
+            resized(&mut s.up, n * ff),
+            &mut s.matmul,
+        );
         swiglu(&mut s.gate, &s.up);
-        matmul(&self.mat(&layer.w_down), &s.gate, n, resized(&mut s.proj, n * d), &mut s.matmul);
+        matmul(
+            &self.mat(&layer.w_down),
+            &s.gate,
+            n,
+            resized(&mut s.proj, n * d),
+            &mut s.matmul,
+        );
         add_assign(&mut s.x, &s.proj);
     }
 
@@ -278,13 +366,27 @@ fn weight(file: &GgufFile, name: &str, rows: usize, cols: usize) -> Result<Weigh
 fn vector(file: &GgufFile, name: &str, len: usize) -> Result<Vec<f32>, ModelError> {
     let w = locate(file, name, &[len as u64], 1, len)?;
     let mut out = vec![0.0; len];
-    QMatrix { ty: w.ty, data: &file.bytes()[w.bytes], rows: 1, cols: len }.dequantize_row(0, &mut out);
+    QMatrix {
+        ty: w.ty,
+        data: &file.bytes()[w.bytes],
+        rows: 1,
+        cols: len,
+    }
+    .dequantize_row(0, &mut out);
     Ok(out)
 }
 
 /// Finds a tensor, checks its dimensions, and that its bytes hold `rows × cols` of its type.
-fn locate(file: &GgufFile, name: &str, dims: &[u64], rows: usize, cols: usize) -> Result<Weight, ModelError> {
-    let tensor = file.tensor(name).ok_or_else(|| ModelError::MissingTensor(name.to_owned()))?;
+fn locate(
+    file: &GgufFile,
+    name: &str,
+    dims: &[u64],
+    rows: usize,
+    cols: usize,
+) -> Result<Weight, ModelError> {
+    let tensor = file
+        .tensor(name)
+        .ok_or_else(|| ModelError::MissingTensor(name.to_owned()))?;
     if tensor.info.dims != dims {
         return Err(ModelError::TensorShape {
             name: name.to_owned(),
@@ -292,9 +394,16 @@ fn locate(file: &GgufFile, name: &str, dims: &[u64], rows: usize, cols: usize) -
             found: tensor.info.dims.clone(),
         });
     }
-    QMatrix::new(tensor.info.ty, tensor.data, rows, cols)
-        .map_err(|e| ModelError::TensorData { name: name.to_owned(), reason: e.to_string() })?;
+    QMatrix::new(tensor.info.ty, tensor.data, rows, cols).map_err(|e| ModelError::TensorData {
+        name: name.to_owned(),
+        reason: e.to_string(),
+    })?;
     // The parser checked that data_offset + offset + n_bytes lies inside the file.
     let start = (file.data_offset() + tensor.info.offset) as usize;
-    Ok(Weight { ty: tensor.info.ty, rows, cols, bytes: start..start + tensor.data.len() })
+    Ok(Weight {
+        ty: tensor.info.ty,
+        rows,
+        cols,
+        bytes: start..start + tensor.data.len(),
+    })
 }

@@ -24,13 +24,22 @@ pub enum ModelError {
     #[error("tensor `{0}` is missing from the model file")]
     MissingTensor(String),
     #[error("tensor `{name}` has dimensions {found:?}, expected {expected:?}")]
-    TensorShape { name: String, expected: Vec<u64>, found: Vec<u64> },
+    TensorShape {
+        name: String,
+        expected: Vec<u64>,
+        found: Vec<u64>,
+    },
     #[error("tensor `{name}` is unusable: {reason}")]
     TensorData { name: String, reason: String },
     #[error("token id {id} is outside the vocabulary ({n_vocab} tokens)")]
     TokenOutOfRange { id: u32, n_vocab: usize },
-    #[error("the sequence would hold {needed} tokens, more than the context length {context_length}")]
-    ContextOverflow { needed: usize, context_length: usize },
+    #[error(
+        "the sequence would hold {needed} tokens, more than the context length {context_length}"
+    )]
+    ContextOverflow {
+        needed: usize,
+        context_length: usize,
+    },
     #[error("a sequence asked for logits without giving any token")]
     EmptyStep,
 }

@@ -226,7 +226,9 @@ impl PluginRuntime {
     fn artifact_path(&self, key: &[u8; 32]) -> Option<PathBuf> {
         let dir = self.artifact_dir.as_ref()?;
         let mut engine_hash = DefaultHasher::new();
-        self.engine().precompile_compatibility_hash().hash(&mut engine_hash);
+        self.engine()
+            .precompile_compatibility_hash()
+            .hash(&mut engine_hash);
         let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
         Some(dir.join(format!("{hex}-{:016x}.cwasm", engine_hash.finish())))
     }
@@ -622,7 +624,9 @@ impl ResourceLimiter for Limiter {
 /// Written to a temporary name and renamed, so a reader never maps a half-written file.
 fn store_artifact(component: &Component, path: &Path) {
     let write = || -> std::io::Result<()> {
-        let bytes = component.serialize().map_err(|e| std::io::Error::other(describe(&e)))?;
+        let bytes = component
+            .serialize()
+            .map_err(|e| std::io::Error::other(describe(&e)))?;
         let dir = path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir)?;
         let tmp = dir.join(format!(".{}.tmp", std::process::id()));
