@@ -100,7 +100,7 @@ fn free_running_greedy_matches_until_the_first_close_call() {
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|s| top_pairs(s))
+                .map(top_pairs)
                 .take_while(|t| t[0].1 - t[1].1 >= MIN_GAP)
                 .count();
             let request = GenerateRequest {
