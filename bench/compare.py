@@ -91,6 +91,7 @@ def main():
     ap.add_argument("--llama-commit", default="")
     ap.add_argument("--llama-meta", default="")
     ap.add_argument("--load", default="")
+    ap.add_argument("--stats", nargs="*", default=[], help="bench/quiet.py run --stats files")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
 
@@ -123,6 +124,17 @@ def main():
     print(f"threads:   {a.threads}   load average (1/5/15 min) at start: {a.load}")
     print(f"llama.cpp: {a.llama_commit}   results: {a.llama_meta}")
     print(f"textnlp:   {status}")
+    stats = []
+    for path in a.stats:
+        try:
+            with open(path) as f:
+                stats.append(json.load(f))
+        except (OSError, ValueError):
+            continue
+    noisy = [st for st in stats if st.get("others_cpu_pct", 0) > 5]
+    for st in stats:
+        print(f"  {st['command']}: {st['wall_s']} s; other processes used {st['others_cpu_pct']}% of the CPU"
+              f" meanwhile (load {st['loadavg_before']})")
     print()
     print(f"{'test':<12} {'llama.cpp':>10} {'textnlp':>10} {'ratio':>7}   (tokens/s; batched = aggregate generated tok/s)")
     print(f"{'-' * 12} {'-' * 10} {'-' * 10} {'-' * 7}")
@@ -131,6 +143,10 @@ def main():
         print(f"{row['test']:<12} {fmt(row['llama_cpp_tokens_per_s'])} {fmt(row['textnlp_tokens_per_s'])} {ratio}")
     if status != "ok":
         print(f"\nnote: textnlp numbers missing: {status}")
+    if noisy:
+        names = ", ".join(st["command"] for st in noisy)
+        print(f"\nWARNING: other processes were busy during {names}: those numbers are low and noisy."
+              " Re-run on a quiet machine (bench/run.sh --wait-quiet).")
 
     result = {
         "model": a.model,
@@ -138,6 +154,7 @@ def main():
         "load_average_at_start": a.load,
         "llama_cpp": {"commit": a.llama_commit, "run": a.llama_meta, "llama_bench": lb_raw, "batched_bench": bb_raw},
         "textnlp": {"status": status, "results": tn_raw},
+        "interference": stats,
         "table": table,
     }
     with open(a.out, "w") as f:

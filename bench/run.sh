@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Side-by-side CPU benchmark: llama.cpp vs textnlp on the same GGUF, same machine, same threads.
 #
-#   bench/run.sh [--model PATH] [--threads N] [--skip-llama] [--skip-textnlp] [--build-only]
+#   bench/run.sh [--model PATH] [--threads N] [--skip-llama] [--skip-textnlp] [--wait-quiet]
+#                [--llama-args "ARGS"] [--build-only]
 #
 # llama.cpp is built (once, cached in bench/.work/) from the llama.cpp tree vendored in the PyPI
 # sdist llama-cpp-python==0.3.36 (llama.cpp commit 0c1e57098). Only llama-bench and
 # llama-batched-bench are built: Release, CPU only, GGML_NATIVE=ON, no HTTPS/CURL, static.
+# --wait-quiet waits, before each benchmark program, until the machine is idle (up to 30 min).
+# --llama-args adds options to both llama.cpp tools, e.g. --llama-args "-fa off".
 # See bench/README.md for what is measured and the caveats.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +19,8 @@ THREADS=2
 SKIP_LLAMA=0
 SKIP_TEXTNLP=0
 BUILD_ONLY=0
+WAIT_QUIET=0
+LLAMA_ARGS=""
 
 LLAMA_CPP_PY="llama-cpp-python==0.3.36"
 LLAMA_CPP_COMMIT="0c1e57098"
@@ -33,7 +38,7 @@ NPL=1,4,16,64
 log() { printf 'bench: %s\n' "$*" >&2; }
 die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
 
-usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -44,6 +49,9 @@ while [ $# -gt 0 ]; do
     --skip-llama) SKIP_LLAMA=1; shift ;;
     --skip-textnlp) SKIP_TEXTNLP=1; shift ;;
     --build-only) BUILD_ONLY=1; shift ;;   # just build llama.cpp's two tools
+    --wait-quiet) WAIT_QUIET=1; shift ;;
+    --llama-args) [ $# -ge 2 ] || die "--llama-args needs a string"; LLAMA_ARGS="$2"; shift 2 ;;
+    --llama-args=*) LLAMA_ARGS="${1#*=}"; shift ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac
@@ -119,22 +127,28 @@ build_llama() {
     || { tail -30 "$WORK/cmake-build.log" >&2; die "llama.cpp build failed (log: $WORK/cmake-build.log)"; }
 }
 
+# measured OUT_PREFIX COMMAND...: run COMMAND (after a quiet window with --wait-quiet) with its
+# stdout in OUT_PREFIX, stderr in OUT_PREFIX.log, and CPU interference stats in OUT_PREFIX.stats.
+measured() {
+  local out="$1"; shift
+  if [ "$WAIT_QUIET" = 1 ]; then python3 bench/quiet.py wait || true; fi
+  python3 bench/quiet.py run --stdout "$out" --stderr "$out.log" --stats "$out.stats" -- "$@"
+}
+
 run_llama() {
   local out="$1"
-  log "load before llama.cpp runs: $(cut -d' ' -f1-3 /proc/loadavg)"
-  log "llama-bench -p 512 -n 128 -t $THREADS"
-  "$BIN/llama-bench" -m "$MODEL" -p 512 -n 128 -t "$THREADS" -o json \
-    >"$out.llama-bench.json" 2>"$out.llama-bench.log" \
-    || { tail -20 "$out.llama-bench.log" >&2; die "llama-bench failed"; }
+  local extra=()
+  read -r -a extra <<<"$LLAMA_ARGS"
+  log "llama-bench -p 512 -n 128 -t $THREADS ${extra[*]}"
+  measured "$out.llama-bench.json" "$BIN/llama-bench" -m "$MODEL" -p 512 -n 128 -t "$THREADS" "${extra[@]}" -o json \
+    || { tail -20 "$out.llama-bench.json.log" >&2; die "llama-bench failed"; }
   local maxpl ctx
   maxpl="$(tr ',' '\n' <<<"$NPL" | sort -n | tail -1)"
   ctx=$((maxpl * (NPP + NTG)))
-  log "llama-batched-bench -c $ctx -b 2048 -ub 512 -npp $NPP -ntg $NTG -npl $NPL -t $THREADS"
-  "$BIN/llama-batched-bench" -m "$MODEL" -c "$ctx" -b 2048 -ub 512 \
-    -npp "$NPP" -ntg "$NTG" -npl "$NPL" -t "$THREADS" --output-format jsonl \
-    >"$out.batched-bench.jsonl" 2>"$out.batched-bench.log" \
-    || { tail -20 "$out.batched-bench.log" >&2; die "llama-batched-bench failed"; }
-  log "load after llama.cpp runs: $(cut -d' ' -f1-3 /proc/loadavg)"
+  log "llama-batched-bench -c $ctx -b 2048 -ub 512 -npp $NPP -ntg $NTG -npl $NPL -t $THREADS ${extra[*]}"
+  measured "$out.batched-bench.jsonl" "$BIN/llama-batched-bench" -m "$MODEL" -c "$ctx" -b 2048 -ub 512 \
+    -npp "$NPP" -ntg "$NTG" -npl "$NPL" -t "$THREADS" "${extra[@]}" --output-format jsonl \
+    || { tail -20 "$out.batched-bench.jsonl.log" >&2; die "llama-batched-bench failed"; }
 }
 
 if [ "$BUILD_ONLY" = 1 ]; then build_llama; echo "$BIN"; exit 0; fi
@@ -153,10 +167,11 @@ if [ "$SKIP_LLAMA" = 1 ]; then
 else
   build_llama
   run_llama "$WORK/llama-run-$STAMP"
-  for f in llama-bench.json llama-bench.log batched-bench.jsonl batched-bench.log; do
+  for f in llama-bench.json llama-bench.json.log llama-bench.json.stats \
+           batched-bench.jsonl batched-bench.jsonl.log batched-bench.jsonl.stats; do
     cp "$WORK/llama-run-$STAMP.$f" "$LAST.$f"
   done
-  echo "$STAMP (model $MODEL, threads $THREADS, load $LOAD_BEFORE)" >"$LAST.meta"
+  echo "$STAMP (model $MODEL, threads $THREADS, extra args '$LLAMA_ARGS', load $LOAD_BEFORE)" >"$LAST.meta"
 fi
 
 TEXTNLP_OUT="$WORK/textnlp-$STAMP.jsonl"
@@ -167,10 +182,9 @@ elif [ ! -x "$TEXTNLP" ]; then
   TEXTNLP_STATUS="not built: $TEXTNLP is missing (cargo build --release)"
 else
   log "textnlp bench --model $MODEL (RAYON_NUM_THREADS=$THREADS)"
-  if ! RAYON_NUM_THREADS="$THREADS" \
-       "$TEXTNLP" bench --model "$MODEL" >"$TEXTNLP_OUT" 2>"$WORK/textnlp-$STAMP.log"; then
-    tail -20 "$WORK/textnlp-$STAMP.log" >&2
-    TEXTNLP_STATUS="failed: textnlp bench exited non-zero (log: $WORK/textnlp-$STAMP.log)"
+  if ! RAYON_NUM_THREADS="$THREADS" measured "$TEXTNLP_OUT" "$TEXTNLP" bench --model "$MODEL"; then
+    tail -20 "$TEXTNLP_OUT.log" >&2
+    TEXTNLP_STATUS="failed: textnlp bench exited non-zero (log: $TEXTNLP_OUT.log)"
   fi
 fi
 [ -f "$TEXTNLP_OUT" ] || : >"$TEXTNLP_OUT"
@@ -180,6 +194,7 @@ python3 bench/compare.py \
   --batched-bench "$LAST.batched-bench.jsonl" \
   --textnlp "$TEXTNLP_OUT" \
   --textnlp-status "$TEXTNLP_STATUS" \
+  --stats "$LAST.llama-bench.json.stats" "$LAST.batched-bench.jsonl.stats" "$TEXTNLP_OUT.stats" \
   --model "$MODEL" --threads "$THREADS" \
   --llama-commit "$(cat "$SRC/.commit" 2>/dev/null || echo "$LLAMA_CPP_COMMIT")" \
   --llama-meta "$(cat "$LAST.meta" 2>/dev/null || true)" \

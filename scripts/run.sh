@@ -28,5 +28,6 @@ case " $* " in
   *) ARGS+=(--max-tokens 128) ;;
 esac
 
-log "textnlp generate ${ARGS[*]} $*"
-exec target/release/textnlp generate "${ARGS[@]}" "$@" "$PROMPT"
+ARGS+=("$@")
+log "textnlp generate ${ARGS[*]} \"$PROMPT\""
+exec target/release/textnlp generate "${ARGS[@]}" "$PROMPT"
