@@ -10,6 +10,7 @@
 use std::time::{Duration, Instant};
 use textnlp_kernels::TensorType;
 use textnlp_kernels::cpu::matmul::{Isa, MatmulScratch, QMatrix, matmul_with_isa};
+use textnlp_kernels::quant::reference::quantize_row;
 
 struct Rng(u64);
 
@@ -22,21 +23,16 @@ impl Rng {
     }
 }
 
-/// Random blocks with small f16 scales (fast to make; the kernels' speed does not depend on
-/// the values).
+/// Valid blocks of any type, quantized from random values (the kernels' speed does not
+/// depend on the values).
 fn random_weights(ty: TensorType, rows: usize, cols: usize, rng: &mut Rng) -> Vec<u8> {
     let rb = ty.row_bytes(cols as u64).unwrap() as usize;
-    let mut data: Vec<u8> = (0..rows * rb).map(|_| rng.next() as u8).collect();
-    let fields: &[usize] = match ty {
-        TensorType::Q4_1 => &[0, 2],
-        TensorType::Q8_0 => &[0],
-        _ => unimplemented!("bench uses Q4_1 and Q8_0"),
-    };
-    for block in data.chunks_exact_mut(ty.block_bytes()) {
-        for &at in fields {
-            let v = (rng.next() % 1000) as f32 * 1e-5;
-            block[at..at + 2].copy_from_slice(&half::f16::from_f32(v).to_le_bytes());
-        }
+    let mut data = vec![0u8; rows * rb];
+    let mut row = vec![0.0f32; cols];
+    for dst in data.chunks_exact_mut(rb) {
+        row.iter_mut()
+            .for_each(|v| *v = (rng.next() % 2001) as f32 / 1000.0 - 1.0);
+        quantize_row(ty, &row, dst);
     }
     data
 }
