@@ -143,6 +143,18 @@ impl Llama {
         KvCache::new(&self.config)
     }
 
+    /// `out = W · x` for `n` tokens; `out` is resized to `n × rows`.
+    fn project(
+        &self,
+        w: &Weight,
+        x: &[f32],
+        n: usize,
+        out: &mut Vec<f32>,
+        scratch: &mut MatmulScratch,
+    ) {
+        matmul(&self.mat(w), x, n, resized(out, n * w.rows), scratch);
+    }
+
     fn mat(&self, w: &Weight) -> QMatrix<'_> {
         QMatrix {
             ty: w.ty,
@@ -233,27 +245,9 @@ impl Llama {
         let c = &self.config;
         let (d, kv, n) = (c.n_embd, c.kv_dim(), s.token_pos.len());
         rms_norm(&s.x, &layer.attn_norm, c.rms_eps, resized(&mut s.xn, n * d));
-        matmul(
-            &self.mat(&layer.wq),
-            &s.xn,
-            n,
-            resized(&mut s.q, n * d),
-            &mut s.matmul,
-        );
-        matmul(
-            &self.mat(&layer.wk),
-            &s.xn,
-            n,
-            resized(&mut s.k, n * kv),
-            &mut s.matmul,
-        );
-        matmul(
-            &self.mat(&layer.wv),
-            &s.xn,
-            n,
-            resized(&mut s.v, n * kv),
-            &mut s.matmul,
-        );
+        self.project(&layer.wq, &s.xn, n, &mut s.q, &mut s.matmul);
+        self.project(&layer.wk, &s.xn, n, &mut s.k, &mut s.matmul);
+        self.project(&layer.wv, &s.xn, n, &mut s.v, &mut s.matmul);
         for (t, &(_, pos)) in s.token_pos.iter().enumerate() {
             self.rope.apply(&mut s.q[t * d..][..d], pos);
             self.rope.apply(&mut s.k[t * kv..][..kv], pos);
@@ -298,42 +292,18 @@ impl Llama {
                     scores,
                 );
             });
-        matmul(
-            &self.mat(&layer.wo),
-            &s.attn,
-            n,
-            resized(&mut s.proj, n * d),
-            &mut s.matmul,
-        );
+        self.project(&layer.wo, &s.attn, n, &mut s.proj, &mut s.matmul);
         add_assign(&mut s.x, &s.proj);
     }
 
     fn feed_forward_block(&self, layer: &Layer, n: usize, s: &mut Scratch) {
         let c = &self.config;
-        let (d, ff) = (c.n_embd, c.n_ff);
+        let d = c.n_embd;
         rms_norm(&s.x, &layer.ffn_norm, c.rms_eps, resized(&mut s.xn, n * d));
-        matmul(
-            &self.mat(&layer.w_gate),
-            &s.xn,
-            n,
-            resized(&mut s.gate, n * ff),
-            &mut s.matmul,
-        );
-        matmul(
-            &self.mat(&layer.w_up),
-            &s.xn,
-            n,
-            resized(&mut s.up, n * ff),
-            &mut s.matmul,
-        );
+        self.project(&layer.w_gate, &s.xn, n, &mut s.gate, &mut s.matmul);
+        self.project(&layer.w_up, &s.xn, n, &mut s.up, &mut s.matmul);
         swiglu(&mut s.gate, &s.up);
-        matmul(
-            &self.mat(&layer.w_down),
-            &s.gate,
-            n,
-            resized(&mut s.proj, n * d),
-            &mut s.matmul,
-        );
+        self.project(&layer.w_down, &s.gate, n, &mut s.proj, &mut s.matmul);
         add_assign(&mut s.x, &s.proj);
     }
 
