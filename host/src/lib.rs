@@ -1,5 +1,6 @@
 //! textnlp host library: the model runtime, the plugin host and the CLI behind `textnlp`.
 
+pub mod api;
 pub mod cli;
 pub mod engine;
 pub mod model;

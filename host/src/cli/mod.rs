@@ -4,6 +4,7 @@ mod bench;
 mod generate;
 mod logits;
 mod perplexity;
+mod serve;
 
 use std::path::{Path, PathBuf};
 
@@ -40,6 +41,8 @@ enum Command {
     Logits(logits::LogitsArgs),
     /// llama-bench-style throughput numbers as JSON lines.
     Bench(bench::BenchArgs),
+    /// Serve the OpenAI-compatible and native HTTP API.
+    Serve(serve::ServeArgs),
 }
 
 /// Which model and tokenizer plugin to use.
@@ -112,6 +115,7 @@ impl Cli {
             Command::Perplexity(args) => perplexity::run(args),
             Command::Logits(args) => logits::run(args),
             Command::Bench(args) => bench::run(args),
+            Command::Serve(args) => serve::run(args),
         }
     }
 }

@@ -1,8 +1,16 @@
 //! Generation on top of the model's batched forward step.
 //!
-//! This is the seed of the continuous-batching engine: it runs one sequence (or a fixed group
-//! of sequences) through chunked prefill and token-by-token decoding. The scheduler that
-//! admits and retires sequences between steps builds on [`crate::model::Llama::forward`].
+//! - [`scheduler`]: the continuous-batching engine that serves many sequences at once (the
+//!   HTTP API, jobs and plugins all submit to it);
+//! - [`generate`]: one sequence on the calling thread, for the command line.
+
+mod kv_pool;
+mod logprobs;
+mod request;
+pub mod scheduler;
+
+pub use request::{Event, FinishReason, Request, SubmitError, TokenLogprob};
+pub use scheduler::{Engine, EngineConfig, EngineHandle, EngineStats};
 
 use std::time::{Duration, Instant};
 
@@ -12,15 +20,6 @@ use crate::model::{Llama, LogitsFor, ModelError, Scratch, SequenceStep};
 
 /// Prompt tokens per forward step during prefill; bounds activation memory for long prompts.
 pub const PREFILL_CHUNK: usize = 512;
-
-/// Why generation stopped.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FinishReason {
-    /// A stop token (end of turn / end of sequence) was sampled; it is not part of the output.
-    Stop,
-    /// `max_tokens` were generated.
-    Length,
-}
 
 /// What one generation produced, with its timings.
 #[derive(Clone, Debug)]

@@ -1,0 +1,123 @@
+//! The HTTP API (axum): OpenAI-compatible routes, native routes, metrics and the OpenAPI
+//! document. Handlers parse and check requests, the engine generates, [`text`] turns ids
+//! into text.
+//!
+//! - [`openai`]: `/v1/chat/completions`, `/v1/completions`, `/v1/models`;
+//! - [`native`]: `/v1/generate`, `/v1/tokenize`, `/v1/detokenize`, `/healthz`, `/readyz`;
+//! - [`metrics`]: `/metrics` and the request-counting middleware;
+//! - [`params`]: strict request parsing; [`error`]: OpenAI-shaped errors;
+//! - [`generation`]: runs a request's choices through the engine.
+
+pub mod error;
+mod generation;
+pub mod metrics;
+mod native;
+mod openai;
+mod params;
+pub mod text;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use sha2::{Digest, Sha256};
+
+use crate::engine::EngineHandle;
+use error::ApiError;
+use metrics::Metrics;
+use text::TokenizerPool;
+
+/// Everything the handlers share.
+pub struct AppState {
+    pub engine: EngineHandle,
+    pub tokenizers: TokenizerPool,
+    pub metrics: Arc<Metrics>,
+    /// The name `/v1/models` lists (requests may also say `default`).
+    pub model_id: String,
+    /// When the model was loaded (Unix seconds).
+    pub created: u64,
+    /// `system_fingerprint`: build and kernel ISA, which together fix the numerics.
+    pub fingerprint: String,
+    pub n_vocab: usize,
+    /// Set once a warm-up step went through the engine.
+    pub ready: AtomicBool,
+}
+
+impl AppState {
+    /// The served model's id if `requested` names it (404 otherwise, as OpenAI answers).
+    fn check_model(&self, requested: &str) -> Result<String, ApiError> {
+        if requested == self.model_id || requested == "default" {
+            return Ok(self.model_id.clone());
+        }
+        let mut e = ApiError::not_found(format!(
+            "the model `{requested}` does not exist; this server serves `{}`",
+            self.model_id
+        ));
+        e.param = Some("model".into());
+        e.code = Some("model_not_found");
+        Err(e)
+    }
+
+    /// Whom a request is charged to for fair scheduling: its bearer token (hashed, so the
+    /// key itself is never kept), or one shared anonymous client.
+    fn client_of(&self, headers: &HeaderMap) -> String {
+        let token = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        match token {
+            Some(t) => {
+                let digest = Sha256::digest(t.as_bytes());
+                format!(
+                    "key:{:x}",
+                    u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
+                )
+            }
+            None => "anonymous".into(),
+        }
+    }
+}
+
+/// The routes with their handlers.
+pub fn router(state: Arc<AppState>) -> Router {
+    let metrics = Arc::clone(&state.metrics);
+    Router::new()
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/completions", post(openai::completions))
+        .route("/v1/models", get(openai::models))
+        .route("/v1/generate", post(native::generate))
+        .route("/v1/tokenize", post(native::tokenize))
+        .route("/v1/detokenize", post(native::detokenize))
+        .route("/healthz", get(native::healthz))
+        .route("/readyz", get(native::readyz))
+        .route("/metrics", get(render_metrics))
+        .route("/openapi.json", get(openapi))
+        .fallback(not_found)
+        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            metrics::count_requests,
+        ))
+}
+
+async fn render_metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(&state.engine),
+    )
+}
+
+/// The OpenAPI 3.1 description of every route (kept in step with [`router`] by a test).
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!("no route for {uri}; see /openapi.json"))
+}

@@ -1,0 +1,209 @@
+//! `textnlp serve`: the HTTP server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use textnlp_kernels::cpu::matmul::Isa;
+use textnlp_kernels::cpu::sampling::SamplingParams;
+
+use super::ModelArgs;
+use crate::api::metrics::Metrics;
+use crate::api::text::TokenizerPool;
+use crate::api::{AppState, router};
+use crate::engine::{Engine, EngineConfig, Event, Request};
+use crate::model::vocab::vocabulary_from_gguf;
+use crate::paths;
+use crate::plugins::{PluginRuntime, TokenizerPlugin};
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    /// Sequences in one batched step at most.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    max_running: u32,
+    /// Tokens in one forward step at most (prefill chunks share what decodes leave).
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    step_tokens: u32,
+    /// KV-cache pool size in tokens (prompt + max_tokens is reserved per sequence).
+    #[arg(long, default_value_t = 131_072, value_parser = clap::value_parser!(u32).range(1..))]
+    kv_tokens: u32,
+    /// Requests waiting for admission at most; more get 429 with Retry-After.
+    #[arg(long, default_value_t = 256)]
+    max_waiting: u32,
+    /// Requests one API key may have waiting at most.
+    #[arg(long, default_value_t = 128)]
+    max_waiting_per_client: u32,
+    /// Tokenizer plugin instances shared by all requests.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    tokenizer_instances: u32,
+    /// On SIGTERM/SIGINT: seconds to let in-flight requests finish before cancelling them.
+    #[arg(long, default_value_t = 5.0)]
+    shutdown_grace: f64,
+}
+
+pub fn run(args: ServeArgs) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let model_path = args.model.model_path();
+    let model = Arc::new(args.model.load_model()?);
+    let tokenizers = tokenizer_pool(&args)?;
+    let model_id = model_path
+        .file_stem()
+        .map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned());
+    let n_vocab = model.config().n_vocab;
+    let engine = Engine::start(
+        Arc::clone(&model),
+        EngineConfig {
+            max_running: args.max_running as usize,
+            step_tokens: args.step_tokens as usize,
+            kv_tokens: args.kv_tokens as usize,
+            max_waiting: args.max_waiting as usize,
+            max_waiting_per_client: args.max_waiting_per_client as usize,
+        },
+    );
+    let state = Arc::new(AppState {
+        engine: engine.handle(),
+        tokenizers,
+        metrics: Metrics::new(),
+        model_id,
+        created: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        fingerprint: format!("textnlp-{}-cpu-{}", env!("CARGO_PKG_VERSION"), Isa::best()),
+        n_vocab,
+        ready: Default::default(),
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("textnlp-http")
+        .build()
+        .context("starting the async runtime")?;
+    let grace = Duration::from_secs_f64(args.shutdown_grace.clamp(0.0, 300.0));
+    runtime.block_on(serve(Arc::clone(&state), args.addr, grace))?;
+    // Whatever is still running was cancelled above; stop the thread.
+    engine.shutdown(Duration::ZERO);
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn tokenizer_pool(args: &ServeArgs) -> Result<TokenizerPool> {
+    let file = args.model.open_file()?;
+    let vocab = vocabulary_from_gguf(file.metadata()).context("reading the model's vocabulary")?;
+    let plugin = args
+        .model
+        .tokenizer_plugin
+        .clone()
+        .unwrap_or_else(paths::tokenizer_plugin);
+    if !plugin.exists() {
+        anyhow::bail!(
+            "tokenizer plugin {} not found (run scripts/setup.sh, or pass --tokenizer-plugin)",
+            plugin.display()
+        );
+    }
+    let runtime = PluginRuntime::new().context("starting the plugin runtime")?;
+    let loader = Box::new(move || TokenizerPlugin::load(&runtime, &plugin, vocab.clone()));
+    TokenizerPool::new(loader, args.tokenizer_instances as usize)
+        .context("loading the tokenizer plugin")
+}
+
+/// Serves until SIGTERM/SIGINT, then: stop accepting (readiness and new requests fail), let
+/// in-flight requests finish for `grace`, cancel the rest, and return within a few seconds
+/// more even if a client holds its connection open.
+async fn serve(state: Arc<AppState>, addr: SocketAddr, grace: Duration) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    tracing::info!(model = %state.model_id, "listening on http://{}", listener.local_addr()?);
+    warm_up(&state).await?;
+    let app = router(Arc::clone(&state));
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let on_signal = {
+        let (state, stopping) = (Arc::clone(&state), Arc::clone(&stopping));
+        async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: refusing new requests, finishing in-flight ones");
+            state.ready.store(false, Ordering::SeqCst);
+            state.engine.drain();
+            stopping.notify_one();
+            let engine = state.engine.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(grace).await;
+                if !engine.is_idle() {
+                    tracing::warn!("grace period over: cancelling the remaining requests");
+                }
+                engine.abort();
+            });
+        }
+    };
+    let server = axum::serve(listener, app).with_graceful_shutdown(on_signal);
+    tokio::select! {
+        result = server => result.context("serving HTTP"),
+        () = async {
+            stopping.notified().await;
+            tokio::time::sleep(grace + Duration::from_secs(2)).await;
+        } => {
+            tracing::warn!("connections still open after the grace period; closing them");
+            Ok(())
+        }
+    }
+}
+
+/// One token through the engine, so `/readyz` turns ready only when generation works.
+async fn warm_up(state: &AppState) -> Result<()> {
+    let bos = state.tokenizers.special_tokens().bos.unwrap_or(0);
+    let mut events = state.engine.submit(Request {
+        client: "warm-up".into(),
+        prompt: vec![bos],
+        max_tokens: 1,
+        sampling: SamplingParams::default(),
+        stop_tokens: Vec::new(),
+        logit_bias: Vec::new(),
+        top_logprobs: None,
+    })?;
+    while let Some(event) = events.recv().await {
+        match event {
+            Event::Token { .. } => {}
+            Event::Finished(_) => {
+                state.ready.store(true, Ordering::SeqCst);
+                tracing::info!("ready");
+                return Ok(());
+            }
+            Event::Failed(why) => anyhow::bail!("warm-up step failed: {why}"),
+        }
+    }
+    anyhow::bail!("the engine stopped during warm-up")
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+}

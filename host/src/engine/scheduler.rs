@@ -1,0 +1,608 @@
+//! The continuous-batching scheduler.
+//!
+//! One engine thread owns the model's compute. Each iteration it
+//! 1. drops sequences whose client went away (their event receiver was dropped),
+//! 2. admits waiting requests while the batch and the KV pool have room, choosing the waiting
+//!    client that has been served the fewest tokens (virtual-token-counter fairness), so no
+//!    caller can starve another by queueing many requests,
+//! 3. runs ONE forward step over every running sequence: one token for each decoding
+//!    sequence, plus prompt chunks for prefilling ones up to a per-step token budget (so a long
+//!    prompt never stalls the running decodes),
+//! 4. samples the sequences whose prompt is done and streams their tokens.
+//!
+//! Reproducibility: each sequence samples from its own counter-based random stream (seed,
+//! step, token), and every kernel computes a sequence's rows in an order that does not depend
+//! on the other rows of the batch (see `kernels::cpu::matmul`), so a seeded request yields
+//! the same tokens whatever else is running, however its prompt was chunked.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use textnlp_kernels::cpu::sampling::Sampler;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+
+use super::kv_pool::KvPool;
+use super::logprobs::token_logprob;
+use super::request::{Event, FinishReason, Request, SubmitError};
+use crate::model::{KvCache, Llama, LogitsFor, Scratch, SequenceStep};
+
+/// Limits of one engine.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Sequences in one forward step at most.
+    pub max_running: usize,
+    /// Tokens in one forward step at most (decodes count one each; prefill chunks fill the
+    /// rest). At least `max_running`, so every running decode always fits.
+    pub step_tokens: usize,
+    /// KV-cache tokens shared by all running sequences.
+    pub kv_tokens: usize,
+    /// Requests waiting for admission at most; beyond it `submit` refuses.
+    pub max_waiting: usize,
+    /// Requests one client may have waiting at most.
+    pub max_waiting_per_client: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            max_running: 64,
+            step_tokens: 512,
+            kv_tokens: 65_536,
+            max_waiting: 256,
+            max_waiting_per_client: 128,
+        }
+    }
+}
+
+/// Live numbers for monitoring (read without locking).
+#[derive(Debug, Default)]
+pub struct EngineStats {
+    pub waiting: AtomicUsize,
+    pub running: AtomicUsize,
+    pub kv_reserved: AtomicUsize,
+    pub kv_capacity: AtomicUsize,
+    /// Sequences dropped because their client went away.
+    pub cancelled: AtomicU64,
+    pub steps: AtomicU64,
+    pub prompt_tokens: AtomicU64,
+    pub generated_tokens: AtomicU64,
+}
+
+/// A cheap, cloneable handle to submit requests to the engine thread.
+#[derive(Clone)]
+pub struct EngineHandle {
+    shared: Arc<Shared>,
+}
+
+/// The engine thread; dropping it does not stop it, [`Engine::shutdown`] does.
+pub struct Engine {
+    handle: EngineHandle,
+    thread: Option<JoinHandle<()>>,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    config: EngineConfig,
+    stats: EngineStats,
+    n_vocab: usize,
+    context_length: usize,
+    /// Set when the server stops accepting work.
+    draining: AtomicBool,
+    /// Set to end every sequence now (`Failed`) and stop the thread.
+    abort: AtomicBool,
+    /// Average seconds a sequence runs, for `Retry-After` estimates (f64 bits).
+    mean_run_secs: AtomicU64,
+}
+
+struct Waiting {
+    request: Request,
+    events: UnboundedSender<Event>,
+}
+
+/// Requests waiting for admission, per client, with each client's virtual token counter.
+#[derive(Default)]
+struct Queue {
+    clients: HashMap<String, ClientQueue>,
+    len: usize,
+}
+
+#[derive(Default)]
+struct ClientQueue {
+    waiting: VecDeque<Waiting>,
+    /// Tokens (prompt + max_tokens) admitted for this client while it had work waiting.
+    served: u64,
+}
+
+impl Queue {
+    /// The waiting client served least so far (ties: by name, for determinism).
+    fn next_client(&self) -> Option<&str> {
+        self.clients
+            .iter()
+            .filter(|(_, c)| !c.waiting.is_empty())
+            .min_by(|a, b| a.1.served.cmp(&b.1.served).then(a.0.cmp(b.0)))
+            .map(|(name, _)| name.as_str())
+    }
+
+    fn push(&mut self, w: Waiting) {
+        // A client arriving after idling starts level with the least-served waiting client
+        // instead of spending credit banked while it was away.
+        let floor = self
+            .clients
+            .values()
+            .filter(|c| !c.waiting.is_empty())
+            .map(|c| c.served)
+            .min()
+            .unwrap_or(0);
+        let client = self.clients.entry(w.request.client.clone()).or_default();
+        if client.waiting.is_empty() {
+            client.served = client.served.max(floor);
+        }
+        client.waiting.push_back(w);
+        self.len += 1;
+    }
+
+    fn pop(&mut self, name: &str) -> Option<Waiting> {
+        let client = self.clients.get_mut(name)?;
+        let w = client.waiting.pop_front()?;
+        client.served += (w.request.prompt.len() + w.request.max_tokens) as u64;
+        self.len -= 1;
+        if client.waiting.is_empty() {
+            // Idle clients are forgotten; `push` lifts a returning one to the floor anyway.
+            self.clients.remove(name);
+        }
+        Some(w)
+    }
+
+    fn peek(&self, name: &str) -> Option<&Waiting> {
+        self.clients.get(name)?.waiting.front()
+    }
+
+    fn drain(&mut self) -> impl Iterator<Item = Waiting> + '_ {
+        self.len = 0;
+        self.clients.drain().flat_map(|(_, c)| c.waiting)
+    }
+}
+
+/// A running sequence.
+struct Sequence {
+    request: Request,
+    events: UnboundedSender<Event>,
+    cache: KvCache,
+    /// Prompt then generated tokens.
+    tokens: Vec<u32>,
+    /// Tokens already in the cache.
+    fed: usize,
+    generated: usize,
+    sampler: Sampler,
+    reserved: usize,
+    started: Instant,
+}
+
+impl Sequence {
+    /// Tokens to feed before the next sample.
+    fn pending(&self) -> usize {
+        self.tokens.len() - self.fed
+    }
+
+    fn decoding(&self) -> bool {
+        self.fed >= self.request.prompt.len()
+    }
+}
+
+impl Engine {
+    /// Starts the engine thread for `model`.
+    pub fn start(model: Arc<Llama>, config: EngineConfig) -> Engine {
+        let config = EngineConfig {
+            step_tokens: config.step_tokens.max(config.max_running),
+            ..config
+        };
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::default()),
+            wake: Condvar::new(),
+            stats: EngineStats::default(),
+            n_vocab: model.config().n_vocab,
+            context_length: model.config().context_length,
+            draining: AtomicBool::new(false),
+            abort: AtomicBool::new(false),
+            mean_run_secs: AtomicU64::new(1f64.to_bits()),
+            config,
+        });
+        shared
+            .stats
+            .kv_capacity
+            .store(shared.config.kv_tokens, Ordering::Relaxed);
+        let worker = Worker {
+            pool: KvPool::new(shared.config.kv_tokens),
+            shared: Arc::clone(&shared),
+            model,
+            running: Vec::new(),
+            scratch: Scratch::default(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("textnlp-engine".into())
+            .spawn(move || worker.run())
+            .expect("spawning the engine thread");
+        Engine {
+            handle: EngineHandle { shared },
+            thread: Some(thread),
+        }
+    }
+
+    pub fn handle(&self) -> EngineHandle {
+        self.handle.clone()
+    }
+
+    /// Stops accepting requests, lets running and waiting ones finish for up to `grace`, then
+    /// fails whatever is left and joins the thread.
+    pub fn shutdown(mut self, grace: Duration) {
+        self.handle.drain();
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline && !self.handle.is_idle() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.handle.abort();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl EngineHandle {
+    /// Queues a request; its events arrive on the returned receiver. Dropping the receiver
+    /// cancels the sequence at the next step.
+    pub fn submit(&self, request: Request) -> Result<UnboundedReceiver<Event>, SubmitError> {
+        let s = &self.shared;
+        self.check(&request)?;
+        let mut queue = s.lock_queue();
+        let waiting = queue.len;
+        if waiting >= s.config.max_waiting {
+            return Err(SubmitError::QueueFull {
+                waiting,
+                retry_after: self.retry_after(waiting),
+            });
+        }
+        let mine = queue
+            .clients
+            .get(&request.client)
+            .map_or(0, |c| c.waiting.len());
+        if mine >= s.config.max_waiting_per_client {
+            return Err(SubmitError::ClientQueueFull {
+                waiting: mine,
+                retry_after: self.retry_after(waiting),
+            });
+        }
+        let (events, receiver) = unbounded_channel();
+        queue.push(Waiting { request, events });
+        s.stats.waiting.store(queue.len, Ordering::Relaxed);
+        drop(queue);
+        s.wake.notify_one();
+        Ok(receiver)
+    }
+
+    fn check(&self, r: &Request) -> Result<(), SubmitError> {
+        let s = &self.shared;
+        if s.draining.load(Ordering::SeqCst) {
+            return Err(SubmitError::ShuttingDown);
+        }
+        if r.prompt.is_empty() {
+            return Err(SubmitError::EmptyPrompt);
+        }
+        if r.max_tokens == 0 {
+            return Err(SubmitError::NoTokens);
+        }
+        let n_vocab = s.n_vocab;
+        let bad_id = r
+            .prompt
+            .iter()
+            .chain(r.logit_bias.iter().map(|(id, _)| id))
+            .find(|&&id| id as usize >= n_vocab);
+        if let Some(&id) = bad_id {
+            return Err(SubmitError::TokenOutOfRange { id, n_vocab });
+        }
+        let needed = r.prompt.len() + r.max_tokens;
+        if needed > s.context_length {
+            return Err(SubmitError::ContextOverflow {
+                needed,
+                context_length: s.context_length,
+            });
+        }
+        if needed > s.config.kv_tokens {
+            return Err(SubmitError::TooLarge {
+                needed,
+                capacity: s.config.kv_tokens,
+            });
+        }
+        Ok(())
+    }
+
+    /// About how long until a slot frees up: one average sequence lifetime per full batch
+    /// ahead in the queue.
+    fn retry_after(&self, waiting: usize) -> Duration {
+        let s = &self.shared;
+        let mean = f64::from_bits(s.mean_run_secs.load(Ordering::Relaxed));
+        let batches = (waiting / s.config.max_running.max(1) + 1) as f64;
+        Duration::from_secs_f64((mean * batches).clamp(1.0, 60.0).ceil())
+    }
+
+    pub fn stats(&self) -> &EngineStats {
+        &self.shared.stats
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.shared.config
+    }
+
+    pub fn context_length(&self) -> usize {
+        self.shared.context_length
+    }
+
+    /// Stops accepting requests; queued and running ones go on.
+    pub fn drain(&self) {
+        self.shared.draining.store(true, Ordering::SeqCst);
+        self.shared.wake.notify_all();
+    }
+
+    /// Ends every queued and running sequence now (they get `Failed`) and stops the thread.
+    pub fn abort(&self) {
+        self.drain();
+        self.shared.abort.store(true, Ordering::SeqCst);
+        self.shared.wake.notify_all();
+    }
+
+    /// Whether the engine stopped accepting requests.
+    pub fn is_draining(&self) -> bool {
+        self.shared.draining.load(Ordering::SeqCst)
+    }
+
+    /// Nothing waiting and nothing running.
+    pub fn is_idle(&self) -> bool {
+        let stats = &self.shared.stats;
+        stats.waiting.load(Ordering::SeqCst) == 0 && stats.running.load(Ordering::SeqCst) == 0
+    }
+}
+
+impl Shared {
+    fn lock_queue(&self) -> MutexGuard<'_, Queue> {
+        // The queue holds no invariant a panic could break halfway.
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The state owned by the engine thread.
+struct Worker {
+    shared: Arc<Shared>,
+    model: Arc<Llama>,
+    running: Vec<Sequence>,
+    pool: KvPool,
+    scratch: Scratch,
+}
+
+impl Worker {
+    fn run(mut self) {
+        loop {
+            if self.shared.abort.load(Ordering::SeqCst) {
+                self.fail_everything("the server is shutting down");
+                return;
+            }
+            self.retire_cancelled();
+            self.admit();
+            if self.running.is_empty() {
+                self.wait_for_work();
+                continue;
+            }
+            self.step();
+        }
+    }
+
+    fn wait_for_work(&self) {
+        let queue = self.shared.lock_queue();
+        if queue.len == 0 && !self.shared.abort.load(Ordering::SeqCst) {
+            let _ = self
+                .shared
+                .wake
+                .wait_timeout(queue, Duration::from_millis(100));
+        }
+    }
+
+    /// Drops sequences nobody listens to any more.
+    fn retire_cancelled(&mut self) {
+        let mut i = 0;
+        while i < self.running.len() {
+            if self.running[i].events.is_closed() {
+                let seq = self.running.swap_remove(i);
+                self.shared.stats.cancelled.fetch_add(1, Ordering::Relaxed);
+                self.release(seq);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn admit(&mut self) {
+        let s = Arc::clone(&self.shared);
+        let mut queue = s.lock_queue();
+        while self.running.len() < s.config.max_running {
+            let Some(client) = queue.next_client().map(str::to_owned) else {
+                break;
+            };
+            let w = queue.peek(&client).expect("next_client has waiting work");
+            if w.events.is_closed() {
+                queue.pop(&client);
+                continue;
+            }
+            let need = w.request.prompt.len() + w.request.max_tokens;
+            // Head-of-line: when the chosen request does not fit, wait for memory rather than
+            // let smaller ones overtake it forever.
+            let Some(cache) = self.pool.acquire(&self.model, need) else {
+                break;
+            };
+            let w = queue.pop(&client).expect("peeked above");
+            self.running.push(Sequence {
+                tokens: w.request.prompt.clone(),
+                sampler: Sampler::new(w.request.sampling),
+                fed: 0,
+                generated: 0,
+                reserved: need,
+                started: Instant::now(),
+                cache,
+                events: w.events,
+                request: w.request,
+            });
+        }
+        s.stats.waiting.store(queue.len, Ordering::Relaxed);
+        drop(queue);
+        self.publish();
+    }
+
+    fn publish(&self) {
+        let stats = &self.shared.stats;
+        stats.running.store(self.running.len(), Ordering::Relaxed);
+        stats
+            .kv_reserved
+            .store(self.pool.reserved(), Ordering::Relaxed);
+    }
+
+    /// One forward step over all running sequences, then sampling.
+    fn step(&mut self) {
+        // Decodes first: each needs one token and must never wait behind a prompt.
+        self.running.sort_by_key(|s| !s.decoding());
+        let mut budget = self.shared.config.step_tokens;
+        let mut takes = Vec::with_capacity(self.running.len());
+        for seq in &self.running {
+            let take = seq.pending().min(budget);
+            budget -= take;
+            takes.push(take);
+        }
+        let mut batch = Vec::with_capacity(self.running.len());
+        let mut sampled = Vec::with_capacity(self.running.len());
+        for (i, (seq, &take)) in self.running.iter_mut().zip(&takes).enumerate() {
+            if take == 0 {
+                continue;
+            }
+            let done = seq.fed + take == seq.tokens.len();
+            if done {
+                sampled.push(i);
+            }
+            batch.push(SequenceStep {
+                cache: &mut seq.cache,
+                tokens: &seq.tokens[seq.fed..seq.fed + take],
+                logits: if done {
+                    LogitsFor::Last
+                } else {
+                    LogitsFor::None
+                },
+            });
+        }
+        let shared = Arc::clone(&self.shared);
+        let stats = &shared.stats;
+        stats.steps.fetch_add(1, Ordering::Relaxed);
+        let model = &self.model;
+        let scratch = &mut self.scratch;
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            model.forward(&mut batch, scratch).map(<[f32]>::to_vec)
+        }));
+        drop(batch);
+        let logits = match result {
+            Ok(Ok(logits)) => logits,
+            Ok(Err(err)) => return self.fail_step(&takes, &err.to_string()),
+            Err(_) => return self.fail_step(&takes, "the forward step panicked"),
+        };
+        for (seq, &take) in self.running.iter_mut().zip(&takes) {
+            if !seq.decoding() {
+                // Before the prompt is done, everything pending is prompt.
+                stats
+                    .prompt_tokens
+                    .fetch_add(take as u64, Ordering::Relaxed);
+            }
+            seq.fed += take;
+        }
+        let n_vocab = self.model.config().n_vocab;
+        let mut finished = Vec::new();
+        for (&i, row) in sampled.iter().zip(logits.chunks_exact(n_vocab)) {
+            if let Some(end) = self.sample(i, row) {
+                finished.push((i, end));
+            }
+        }
+        // Highest index first, so swap_remove does not move a later entry.
+        finished.sort_by_key(|&(i, _)| std::cmp::Reverse(i));
+        for (i, end) in finished {
+            let seq = self.running.swap_remove(i);
+            if let Some(reason) = end {
+                let _ = seq.events.send(Event::Finished(reason));
+            } else {
+                stats.cancelled.fetch_add(1, Ordering::Relaxed);
+            }
+            self.release(seq);
+        }
+        self.publish();
+    }
+
+    /// Samples sequence `i`'s next token from `row`. `Some(Some(reason))`: it finished;
+    /// `Some(None)`: its client went away.
+    fn sample(&mut self, i: usize, row: &[f32]) -> Option<Option<FinishReason>> {
+        let seq = &mut self.running[i];
+        let mut logits = row.to_vec();
+        for &(id, bias) in &seq.request.logit_bias {
+            logits[id as usize] += bias;
+        }
+        // The sampler applies penalties in place; log-probabilities are of the unpenalised
+        // distribution, so they need their own copy (only when asked for).
+        let unpenalised = seq.request.top_logprobs.map(|k| (k, logits.clone()));
+        let id = seq.sampler.sample(&mut logits, &seq.tokens);
+        if seq.request.stop_tokens.contains(&id) {
+            return Some(Some(FinishReason::Stop));
+        }
+        let logprob = unpenalised.map(|(k, l)| token_logprob(&l, id, k));
+        seq.tokens.push(id);
+        seq.generated += 1;
+        self.shared
+            .stats
+            .generated_tokens
+            .fetch_add(1, Ordering::Relaxed);
+        if seq.events.send(Event::Token { id, logprob }).is_err() {
+            return Some(None);
+        }
+        (seq.generated == seq.request.max_tokens).then_some(Some(FinishReason::Length))
+    }
+
+    /// Fails the sequences that took part in a failed step; the others go on.
+    fn fail_step(&mut self, takes: &[usize], why: &str) {
+        tracing::error!("forward step failed: {why}");
+        let mut i = self.running.len();
+        while i > 0 {
+            i -= 1;
+            if takes[i] > 0 {
+                let seq = self.running.swap_remove(i);
+                let _ = seq.events.send(Event::Failed(why.to_owned()));
+                self.release(seq);
+            }
+        }
+        self.publish();
+    }
+
+    fn fail_everything(&mut self, why: &str) {
+        for seq in std::mem::take(&mut self.running) {
+            let _ = seq.events.send(Event::Failed(why.to_owned()));
+            self.release(seq);
+        }
+        let mut queue = self.shared.lock_queue();
+        for w in queue.drain() {
+            let _ = w.events.send(Event::Failed(why.to_owned()));
+        }
+        self.shared.stats.waiting.store(0, Ordering::Relaxed);
+        drop(queue);
+        self.publish();
+    }
+
+    fn release(&mut self, seq: Sequence) {
+        let secs = seq.started.elapsed().as_secs_f64();
+        let mean = &self.shared.mean_run_secs;
+        let old = f64::from_bits(mean.load(Ordering::Relaxed));
+        mean.store((0.9 * old + 0.1 * secs).to_bits(), Ordering::Relaxed);
+        self.pool.release(seq.cache, seq.reserved);
+    }
+}
