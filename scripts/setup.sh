@@ -32,6 +32,20 @@ build_plugins() {
   done
 }
 
+# The official OpenAI Python client, used by the tests to drive our server as users do.
+OPENAI_CLIENT="openai==2.8.1"
+PYTHON_ENV="$TEXTNLP_HOME/python"
+
+install_python_client() {
+  if [ -x "$PYTHON_ENV/bin/python" ] && "$PYTHON_ENV/bin/python" -c 'import openai' 2>/dev/null \
+     && [ "$("$PYTHON_ENV/bin/python" -c 'import openai; print(openai.__version__)')" = "${OPENAI_CLIENT#openai==}" ]; then
+    return
+  fi
+  log "installing the reference client ($OPENAI_CLIENT) into $PYTHON_ENV"
+  python3 -m venv "$PYTHON_ENV"
+  "$PYTHON_ENV/bin/python" -m pip install --quiet --disable-pip-version-check "$OPENAI_CLIENT"
+}
+
 model_ok() { [ -f "$MODEL_FILE" ] && echo "$MODEL_SHA256  $MODEL_FILE" | sha256sum --check --status; }
 
 fetch_model() {
@@ -55,4 +69,5 @@ PY
 install_wasm_target
 build_plugins
 fetch_model
+install_python_client
 log "ready: $TEXTNLP_HOME"

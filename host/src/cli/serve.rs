@@ -41,6 +41,9 @@ pub struct ServeArgs {
     /// Requests one API key may have waiting at most.
     #[arg(long, default_value_t = 128)]
     max_waiting_per_client: u32,
+    /// Serve at most this context length (prompt + completion), below the model's own.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(2..))]
+    max_model_len: Option<u32>,
     /// Tokenizer plugin instances shared by all requests.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     tokenizer_instances: u32,
@@ -55,6 +58,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let model_path = args.model.model_path();
     let model = Arc::new(args.model.load_model()?);
@@ -71,6 +75,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
             kv_tokens: args.kv_tokens as usize,
             max_waiting: args.max_waiting as usize,
             max_waiting_per_client: args.max_waiting_per_client as usize,
+            max_model_len: args.max_model_len.map(|m| m as usize),
         },
     );
     let state = Arc::new(AppState {
@@ -126,7 +131,8 @@ async fn serve(state: Arc<AppState>, addr: SocketAddr, grace: Duration) -> Resul
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}"))?;
-    tracing::info!(model = %state.model_id, "listening on http://{}", listener.local_addr()?);
+    tracing::info!(model = %state.model_id, fingerprint = %state.fingerprint, "serving");
+    tracing::info!("listening on http://{}", listener.local_addr()?);
     warm_up(&state).await?;
     let app = router(Arc::clone(&state));
     let stopping = Arc::new(tokio::sync::Notify::new());

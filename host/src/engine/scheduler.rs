@@ -43,6 +43,8 @@ pub struct EngineConfig {
     pub max_waiting: usize,
     /// Requests one client may have waiting at most.
     pub max_waiting_per_client: usize,
+    /// Serve a shorter context than the model's (`None`: the model's own).
+    pub max_model_len: Option<usize>,
 }
 
 impl Default for EngineConfig {
@@ -53,6 +55,7 @@ impl Default for EngineConfig {
             kv_tokens: 65_536,
             max_waiting: 256,
             max_waiting_per_client: 128,
+            max_model_len: None,
         }
     }
 }
@@ -205,7 +208,11 @@ impl Engine {
             wake: Condvar::new(),
             stats: EngineStats::default(),
             n_vocab: model.config().n_vocab,
-            context_length: model.config().context_length,
+            context_length: config
+                .max_model_len
+                .map_or(model.config().context_length, |m| {
+                    m.min(model.config().context_length)
+                }),
             draining: AtomicBool::new(false),
             abort: AtomicBool::new(false),
             mean_run_secs: AtomicU64::new(1f64.to_bits()),

@@ -119,7 +119,6 @@ impl<'a> QMatrix<'a> {
 pub struct MatmulScratch {
     q: Vec<i8>,
     f: Vec<f32>,
-    bias: Vec<i32>,
 }
 
 /// An instruction-set level of the kernels. [`matmul`] uses [`Isa::best`]; the others can be
@@ -230,13 +229,12 @@ fn dispatched() -> &'static Kernels {
 /// level (see [`Isa::is_available`]), with arguments laid out as documented in `act`.
 struct Kernels {
     isa: Isa,
-    /// Quantizes `x` into the direct layout (`q`, `f`, and `bias` for k ≠ 0).
+    /// Quantizes `x` into the direct layout (`q`, `f`).
     quantize_direct: QuantizeDirect,
-    /// The k of the direct layout's bias that `direct_rows` expects for a weight type.
-    direct_bias: fn(TensorType) -> [i32; 2],
     /// Quantizes column group `g` of `x` (n, cols) into the batched layout (that group's q, f).
     quantize_group: QuantizeGroup,
-    /// Rows × all columns, direct layout.
+    /// Rows × all columns, direct layout. Where there is a batched kernel, a column's outputs
+    /// are bitwise the batched kernel's (same integer dots, same float steps in the same order).
     direct_rows: unsafe fn(&QMatrix, Range<usize>, &Act, Out),
     /// Rows × column groups, batched layout (levels with a register-tiled kernel).
     batched: Option<Batched>,
@@ -244,8 +242,8 @@ struct Kernels {
     float_rows: unsafe fn(&QMatrix, Range<usize>, &[f32], Out),
 }
 
-/// `(x, q, f, bias, k)`: see `act::quantize_direct`.
-type QuantizeDirect = unsafe fn(&[f32], &mut [i8], &mut [f32], &mut [i32], [i32; 2]);
+/// `(x, q, f)`: see `act::quantize_direct`.
+type QuantizeDirect = unsafe fn(&[f32], &mut [i8], &mut [f32]);
 /// `(x, n, cols, g, q, f)`: see `act::quantize_batched_group`.
 type QuantizeGroup = unsafe fn(&[f32], usize, usize, usize, &mut [i8], &mut [f32]);
 
@@ -255,8 +253,8 @@ struct Batched {
     tile_rows: usize,
 }
 
-fn scalar_quantize_direct(x: &[f32], q: &mut [i8], f: &mut [f32], bias: &mut [i32], k: [i32; 2]) {
-    act::quantize_direct(x, q, f, bias, k, act::quantize_block_scalar);
+fn scalar_quantize_direct(x: &[f32], q: &mut [i8], f: &mut [f32]) {
+    act::quantize_direct(x, q, f, act::quantize_block_scalar);
 }
 
 fn scalar_quantize_group(x: &[f32], n: usize, cols: usize, g: usize, q: &mut [i8], f: &mut [f32]) {
@@ -266,7 +264,6 @@ fn scalar_quantize_group(x: &[f32], n: usize, cols: usize, g: usize, q: &mut [i8
 static SCALAR: Kernels = Kernels {
     isa: Isa::Scalar,
     quantize_direct: scalar_quantize_direct,
-    direct_bias: |_| [0, 0],
     quantize_group: scalar_quantize_group,
     direct_rows: scalar::direct_rows,
     batched: None,
@@ -317,11 +314,29 @@ impl Out {
         // SAFETY: see the function's contract.
         unsafe { *self.ptr.add(j * self.rows + r) = v };
     }
+
+    /// Stores `v` at out[j·rows + r ..][..v.len()] (rows r.. of column j).
+    ///
+    /// Safety: j < n, r + v.len() ≤ rows, and no other thread writes those elements
+    /// concurrently.
+    #[inline(always)]
+    unsafe fn set_rows(self, j: usize, r: usize, v: &[f32]) {
+        debug_assert!(j < self.n && r + v.len() <= self.rows);
+        // SAFETY: see the function's contract.
+        unsafe {
+            std::ptr::copy_nonoverlapping(v.as_ptr(), self.ptr.add(j * self.rows + r), v.len())
+        };
+    }
 }
 
-/// Largest n served by the direct kernels (one row × up to 4 columns, natural layout); above
-/// it the register-tiled batched kernel is faster.
+/// Largest n served by the direct kernels (8 rows × 1 or 2 columns, natural layout); above it
+/// the register-tiled batched kernel is faster.
 const DIRECT_MAX_N: usize = 2;
+/// Rows per direct-kernel step (row chunks of the direct path are multiples of it).
+const DIRECT_ROWS: usize = 8;
+/// Longest row (bytes) of the direct kernels: they address the rows of a step by i32 offsets.
+/// Longer rows take the batched kernels, whose arithmetic per column is the same.
+const DIRECT_MAX_ROW_BYTES: usize = i32::MAX as usize / DIRECT_ROWS;
 /// Rough work (≈ bytes touched) under which a task is not worth handing to another thread.
 const MIN_TASK_WORK: usize = 48 << 10;
 /// Batched layout: activation bytes per column tile (kept in L2 while the rows stream).
@@ -335,6 +350,10 @@ const UNPACK_TASK_BYTES: usize = 16 << 10;
 /// d = amax/127, q = round(x/d), plus the per-block sums of q, as llama.cpp's Q8_1/Q8_K do),
 /// then reused for every row. F32/F16/BF16 weights use f32 dots instead. Parallel over all
 /// cores (rayon global pool), splitting rows into chunks; for large n also columns into tiles.
+///
+/// Batch-invariant: on one ISA level, column j's outputs are bitwise the same whatever `n` is
+/// and whatever the other columns hold (every path does a column's arithmetic in the same
+/// order), so a sequence computes the same whether it runs alone or in a batch.
 ///
 /// Panics when `x.len() != n * w.cols` or `out.len() != n * w.rows`.
 pub fn matmul(w: &QMatrix, x: &[f32], n: usize, out: &mut [f32], scratch: &mut MatmulScratch) {
@@ -380,33 +399,25 @@ fn run(k: &Kernels, w: &QMatrix, x: &[f32], n: usize, out: &mut [f32], s: &mut M
         return;
     }
     match &k.batched {
-        Some(b) if n > DIRECT_MAX_N => run_batched(k, b, w, x, n, out, s),
+        Some(b) if n > DIRECT_MAX_N || w.row_bytes() > DIRECT_MAX_ROW_BYTES => {
+            run_batched(k, b, w, x, n, out, s)
+        }
         _ => run_direct(k, w, x, n, out, s),
     }
 }
 
 fn run_direct(k: &Kernels, w: &QMatrix, x: &[f32], n: usize, out: Out, s: &mut MatmulScratch) {
-    let bias_k = (k.direct_bias)(w.ty);
     s.q.resize(x.len(), 0);
     s.f.resize(x.len() / QK * act::DIRECT_F, 0.0);
-    s.bias.resize(
-        if bias_k != [0, 0] {
-            x.len() / QK * act::BIAS
-        } else {
-            0
-        },
-        0,
-    );
     // SAFETY: `k` belongs to an available level; the buffers have the direct layout's sizes.
-    unsafe { (k.quantize_direct)(x, &mut s.q, &mut s.f, &mut s.bias, bias_k) };
+    unsafe { (k.quantize_direct)(x, &mut s.q, &mut s.f) };
     let act = Act {
         q: &s.q,
         f: &s.f,
-        bias: &s.bias,
         n,
         cols: w.cols,
     };
-    let chunk = rows_per_task(w.rows, w.row_bytes() + n * w.cols / 2, 4);
+    let chunk = rows_per_task(w.rows, w.row_bytes() + n * w.cols / 2, DIRECT_ROWS);
     // SAFETY: as above; each task owns its rows.
     run_row_chunks(w.rows, chunk, &|rows| unsafe {
         (k.direct_rows)(w, rows, &act, out)
@@ -443,7 +454,6 @@ fn run_batched(
     let act = Act {
         q: &s.q,
         f: &s.f,
-        bias: &[],
         n,
         cols,
     };

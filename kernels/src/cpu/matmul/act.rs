@@ -2,14 +2,11 @@
 //! `d = amax/127`, `q = round(x/d)` (ties to even) and the block sums of `q`, as llama.cpp's
 //! Q8_1 / Q8_K.
 //!
-//! Two layouts:
+//! Two layouts, holding bitwise the same codes and floats for a column (both come from
+//! [`BlockSums::floats`] of the same blocks), so that every kernel can compute a column's
+//! outputs with the same arithmetic whatever else is in the batch:
 //! * **direct** (few columns): column `j`, block `b` has its 32 codes at `q[j·cols + 32b..]`
-//!   and `[d, d·Σq]` at `f[(j·nb + b)·2..]` (so 8 consecutive blocks' pairs fill 2 vectors,
-//!   lining up with 8 weight groups' `[a, c]` pairs). Optionally, for weight
-//!   types stored as `a·(u + k)` with an integer `k`, the i32 vector
-//!   `[k·Σq[0..16], 0, 0, 0, k'·Σq[16..32], 0, 0, 0]` at `bias[(j·nb + b)·8..]` starts the
-//!   block's integer dot, so the offset is applied exactly, in integers (k' = 16k when the
-//!   kernel keeps the high nibbles in place).
+//!   and `[d, d·Σq, d·Σq[0..16], d·Σq[16..32]]` at `f[(j·nb + b)·4..]`.
 //! * **batched** (many columns): columns are taken [`CG`] at a time and interleaved four codes
 //!   at a time, so that a 32-bit lane of a 256-bit vector holds 4 consecutive codes of one
 //!   column: group `g`, block `b`, step `k` (elements 4k..4k+4), column `l` sits at
@@ -22,19 +19,17 @@ use super::unpack::QK;
 /// Columns per interleaved group of the batched layout (the 8 lanes of a 256-bit vector).
 pub(super) const CG: usize = 8;
 /// Floats per (column, block) in the direct layout.
-pub(super) const DIRECT_F: usize = 2;
+pub(super) const DIRECT_F: usize = 4;
 /// Bytes per (column group, block) in the batched layout.
 pub(super) const BATCH_Q: usize = QK * CG;
 /// Floats per (column group, block) in the batched layout.
-pub(super) const BATCH_F: usize = 4 * CG;
+pub(super) const BATCH_F: usize = DIRECT_F * CG;
 
 /// Quantized activations in one of the two layouts, borrowed from the scratch.
 #[derive(Clone, Copy)]
 pub(super) struct Act<'a> {
     pub q: &'a [i8],
     pub f: &'a [f32],
-    /// Direct layout only, when the kernel asked for a bias (else empty).
-    pub bias: &'a [i32],
     /// Number of real columns.
     pub n: usize,
     /// Elements per column.
@@ -50,17 +45,17 @@ pub(super) struct BlockSums {
 }
 
 impl BlockSums {
-    pub fn direct_floats(self) -> [f32; DIRECT_F] {
-        [self.d, self.d * (self.lo + self.hi) as f32]
-    }
-
-    pub fn bias(self, k: [i32; 2]) -> [i32; BIAS] {
-        [k[0] * self.lo, 0, 0, 0, k[1] * self.hi, 0, 0, 0]
+    /// The block's floats in both layouts: `[d, d·Σq, d·Σq[0..16], d·Σq[16..32]]`.
+    pub fn floats(self) -> [f32; DIRECT_F] {
+        let d = self.d;
+        [
+            d,
+            d * (self.lo + self.hi) as f32,
+            d * self.lo as f32,
+            d * self.hi as f32,
+        ]
     }
 }
-
-/// i32 lanes of the direct layout's bias per block.
-pub(super) const BIAS: usize = 8;
 
 /// The scale of a block with absolute maximum `amax`, and its inverse (0 for an all-zero block).
 #[inline(always)]
@@ -86,29 +81,21 @@ pub(super) fn quantize_block_scalar(x: &[f32; QK], q: &mut [i8; QK]) -> BlockSum
 }
 
 /// Writes the direct layout: the columns are consecutive, so the blocks simply follow each
-/// other (`x.len()` codes in `q`, `x.len() / 32 · 2` floats in `f`). With `k` ≠ 0 it also
-/// writes the bias vectors `[k₀·Σq[0..16], 0, 0, 0, k₁·Σq[16..32], 0, 0, 0]`
-/// (`x.len() / 32 · 8` values in `bias`).
+/// other (`x.len()` codes in `q`, `x.len() / 32 · 4` floats in `f`).
 #[inline(always)]
 pub(super) fn quantize_direct(
     x: &[f32],
     q: &mut [i8],
     f: &mut [f32],
-    bias: &mut [i32],
-    k: [i32; 2],
     quant: impl Fn(&[f32; QK], &mut [i8; QK]) -> BlockSums,
 ) {
     let xb = x.chunks_exact(QK);
-    for (i, ((x, q), f)) in xb
+    for ((x, q), f) in xb
         .zip(q.chunks_exact_mut(QK))
         .zip(f.chunks_exact_mut(DIRECT_F))
-        .enumerate()
     {
         let s = quant(x.try_into().unwrap(), q.try_into().unwrap());
-        f.copy_from_slice(&s.direct_floats());
-        if k != [0, 0] {
-            bias[i * BIAS..(i + 1) * BIAS].copy_from_slice(&s.bias(k));
-        }
+        f.copy_from_slice(&s.floats());
     }
 }
 
@@ -141,10 +128,9 @@ pub(super) fn quantize_batched_group(
                 qb[32 * k + 4 * l..32 * k + 4 * l + 4].copy_from_slice(four);
             }
             let fb = &mut f[b * BATCH_F..(b + 1) * BATCH_F];
-            fb[l] = s.d;
-            fb[CG + l] = s.d * (s.lo + s.hi) as f32;
-            fb[2 * CG + l] = s.d * s.lo as f32;
-            fb[3 * CG + l] = s.d * s.hi as f32;
+            for (i, v) in s.floats().into_iter().enumerate() {
+                fb[i * CG + l] = v;
+            }
         }
     }
 }

@@ -85,18 +85,10 @@ fn weights(ty: TensorType, rows: usize, cols: usize, raw: bool, rng: &mut Rng) -
 fn quantized_activations(x: &[f32], n: usize, cols: usize) -> Vec<f32> {
     let mut q = vec![0i8; x.len()];
     let mut f = vec![0f32; x.len() / QK * act::DIRECT_F];
-    act::quantize_direct(
-        x,
-        &mut q,
-        &mut f,
-        &mut [],
-        [0, 0],
-        act::quantize_block_scalar,
-    );
+    act::quantize_direct(x, &mut q, &mut f, act::quantize_block_scalar);
     act::dequantize_direct(&Act {
         q: &q,
         f: &f,
-        bias: &[],
         n,
         cols,
     })
@@ -188,7 +180,7 @@ fn check_all_isas(ty: TensorType, rows: usize, cols: usize, n: usize, raw: bool,
 proptest! {
     #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
 
-    /// Every type, every available ISA level: direct (n ≤ 3) and batched shapes with partial
+    /// Every type, every available ISA level: direct (n ≤ 2) and batched shapes with partial
     /// row tiles and partial column groups.
     #[test]
     fn fast_matches_reference(
@@ -206,6 +198,87 @@ proptest! {
     }
 }
 
+/// `activations` with some large outliers (as real activations have in a few channels).
+fn activations_with_outliers(len: usize, rng: &mut Rng) -> Vec<f32> {
+    let mut x = activations(len, rng);
+    for v in x.iter_mut() {
+        if rng.next().is_multiple_of(29) {
+            *v = rng.unit() * 3e4;
+        }
+    }
+    x
+}
+
+/// Column j of `matmul_with_isa(isa, w, x, n)` as bits, for every j < n.
+fn columns(isa: Isa, w: &QMatrix, x: &[f32], n: usize) -> Vec<Vec<u32>> {
+    let mut out = vec![f32::NAN; n * w.rows];
+    matmul_with_isa(isa, w, x, n, &mut out, &mut MatmulScratch::default());
+    out.chunks_exact(w.rows)
+        .map(|c| c.iter().map(|v| v.to_bits()).collect())
+        .collect()
+}
+
+/// Batch invariance: on every available level, column j's outputs are bitwise the same when
+/// it is multiplied alone (n = 1, direct kernel), in a pair (n = 2, before or after the other
+/// column) and among n = 3, 9, 17, 40 columns (batched kernel).
+fn check_batch_invariance(ty: TensorType, rows: usize, cols: usize, raw: bool, seed: u64) {
+    const N: usize = 40;
+    let mut rng = Rng(seed | 1);
+    let data = weights(ty, rows, cols, raw, &mut rng);
+    let w = QMatrix::new(ty, &data, rows, cols).unwrap();
+    let x = activations_with_outliers(N * cols, &mut rng);
+    let col = |j: usize| &x[j * cols..(j + 1) * cols];
+    for isa in Isa::available() {
+        let alone: Vec<Vec<u32>> = (0..N)
+            .map(|j| columns(isa, &w, col(j), 1).remove(0))
+            .collect();
+        let what = |how: &str, j: usize| format!("{isa} {ty} {rows}x{cols} column {j} {how}");
+        for j in 0..N {
+            let k = (j * 7 + 3) % N;
+            let pair = [col(j), col(k)].concat();
+            let got = columns(isa, &w, &pair, 2);
+            assert!(got[0] == alone[j], "{}", what("as the first of 2", j));
+            if k != j {
+                assert!(got[1] == alone[k], "{}", what("as the second of 2", k));
+            }
+        }
+        for n in [3, 9, 17, N] {
+            let got = columns(isa, &w, &x[..n * cols], n);
+            for (j, got) in got.iter().enumerate() {
+                assert!(*got == alone[j], "{}", what(&format!("among {n}"), j));
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// Every quantized type: [`check_batch_invariance`] with row counts that are and are not
+    /// multiples of 8 (the direct kernel's step).
+    #[test]
+    fn columns_are_batch_invariant(
+        rows in prop::sample::select(&[1usize, 7, 8, 13, 64][..]),
+        blocks in 1..5usize,
+        raw in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        for ty in TensorType::ALL.into_iter().filter(|t| t.block_elems() > 1) {
+            let blocks = if ty.block_elems() == 256 { blocks % 2 + 1 } else { blocks };
+            check_batch_invariance(ty, rows, cols_for(ty, blocks, 0), raw, seed);
+        }
+    }
+}
+
+/// Batch invariance on shapes that split into several tasks (a partial last chunk of 8 rows),
+/// column tiles and threads.
+#[test]
+fn large_shapes_are_batch_invariant() {
+    check_batch_invariance(TensorType::Q4_1, 1003, 1536, false, 11);
+    check_batch_invariance(TensorType::Q8_0, 517, 576, true, 12);
+    check_batch_invariance(TensorType::Q6_K, 203, 512, true, 13);
+}
+
 /// Shapes large enough to split into several tasks, column tiles and threads.
 #[test]
 fn large_shapes_use_many_tasks() {
@@ -216,7 +289,8 @@ fn large_shapes_use_many_tasks() {
     check_all_isas(TensorType::F16, 100, 200, 5, false, 5);
 }
 
-/// The SIMD activation quantizers are bit-identical to the portable one, in both layouts.
+/// The SIMD activation quantizers are bit-identical to the portable one, in both layouts, and
+/// both layouts hold bitwise the same codes and floats for each column.
 #[test]
 fn activation_quantizers_agree() {
     let mut rng = Rng(99);
@@ -227,9 +301,8 @@ fn activation_quantizers_agree() {
     let run = |k: &Kernels| {
         let mut q = vec![0i8; n * cols];
         let mut f = vec![0f32; n * nb * act::DIRECT_F];
-        let mut bias = vec![0i32; n * nb * act::BIAS];
         // SAFETY: only available levels are passed.
-        unsafe { (k.quantize_direct)(&x, &mut q, &mut f, &mut bias, [-8, -128]) };
+        unsafe { (k.quantize_direct)(&x, &mut q, &mut f) };
         let mut bq = vec![0i8; groups * nb * act::BATCH_Q];
         let mut bf = vec![0f32; groups * nb * act::BATCH_F];
         for g in 0..groups {
@@ -240,11 +313,27 @@ fn activation_quantizers_agree() {
             // SAFETY: as above.
             unsafe { (k.quantize_group)(&x, n, cols, g, q, f) };
         }
-        (q, f, bias, bq, bf)
+        (q, f, bq, bf)
     };
     let want = run(Isa::Scalar.kernels());
     for isa in Isa::available() {
         assert!(run(isa.kernels()) == want, "{isa}");
+    }
+    let (q, f, bq, bf) = want;
+    for j in 0..n {
+        let (g, l) = (j / act::CG, j % act::CG);
+        for b in 0..nb {
+            let at = (g * nb + b) * act::BATCH_Q;
+            for e in 0..QK {
+                let batched = bq[at + 32 * (e / 4) + 4 * l + e % 4];
+                assert_eq!(q[j * cols + b * QK + e], batched, "code {j} {b} {e}");
+            }
+            for i in 0..act::DIRECT_F {
+                let batched = bf[(g * nb + b) * act::BATCH_F + i * act::CG + l];
+                let direct = f[(j * nb + b) * act::DIRECT_F + i];
+                assert_eq!(direct.to_bits(), batched.to_bits(), "float {j} {b} {i}");
+            }
+        }
     }
     // Round trip: |x − d·q| ≤ d/2 per element.
     let xq = quantized_activations(&x, n, cols);

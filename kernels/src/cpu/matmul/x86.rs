@@ -4,12 +4,15 @@
 //! shared. The kernels that multiply bytes are generated once per ISA level by
 //! [`isa_kernels!`]; the levels differ only in the 4-byte dot step (`vpdpbusd` from
 //! AVX512-VNNI or AVX-VNNI, or AVX2's `vpmaddubsw` + `vpmaddwd`) and in the register tile.
+//! Each level has two kernels with the same arithmetic per output column: `batched` unpacks
+//! weight rows and runs register tiles with columns in the lanes; `direct_rows` (n ≤ 2) decodes
+//! 8 rows in registers with rows in the lanes (see `rows8`).
 //!
 //! Every `unsafe` block in here does one of two things: raw-pointer reads inside buffers whose
 //! sizes the caller has checked (stated at the function), or calls of `#[target_feature]`
 //! functions from functions that enable the same features.
 
-use super::act::{self, Act, BATCH_F, BATCH_Q, BIAS, BlockSums, CG, DIRECT_F};
+use super::act::{self, Act, BATCH_F, BATCH_Q, BlockSums, CG, DIRECT_F};
 use super::unpack::{QK, UNPACK, Unpacked};
 use super::{Batched, Kernels, Out, QMatrix, ROWBUF};
 use crate::quant::TensorType;
@@ -72,7 +75,8 @@ fn hsum(v: __m256) -> f32 {
 // Weight decoders: one block at a time, in registers.
 
 /// Decodes the weight blocks of one row into 32-element groups of 32 unsigned bytes `u` in
-/// element order, with scales for groups of 8. Group g's weights are
+/// element order (the unpacked form of [`super::unpack`]), with their scales. Group g's weights
+/// are
 /// * `a_g·(u + K)` (symmetric types; K = 0 with `RAW`, where `u` holds signed bytes), or
 /// * `a_g·u + c_g` when `AFFINE`,
 /// * with `G16` the two 16-element halves have their own `a` (symmetric only).
@@ -85,16 +89,16 @@ trait Decoder: Copy {
     const AFFINE: bool = false;
     const G16: bool = false;
     const RAW: bool = false;
-    /// `HI16`: the bytes of elements 16..32 hold 16·u (nibbles left in place, which saves a
-    /// shift; only for dot steps exact up to 255, and not for unpacking).
+    /// The bytes of elements 16..32 hold 16·u (nibbles left in place, which saves a shift;
+    /// only for dot steps exact up to 255, and not for unpacking).
     const HI16: bool = false;
-    /// The scales of the 8 groups from block `blk` on (8 / GROUPS blocks), in order:
-    /// `AFFINE`: `[a0 c0 a1 c1 a2 c2 a3 c3]`, `[a4 c4 … a7 c7]`; symmetric: a_g in lane 2g
-    /// (the odd lanes are unspecified, even NaN); `G16`: the 16 half scales. Only the first
-    /// `count` blocks are read (one-group blocks; the others are zero).
+    /// GROUPS = 8: the scales of the block's groups, in order: `AFFINE`:
+    /// `[a0 c0 a1 c1 a2 c2 a3 c3]`, `[a4 c4 … a7 c7]`; `G16`: the 16 half scales.
     ///
-    /// Safety: blocks blk..blk+count are in the row.
-    unsafe fn scales8(self, blk: usize, count: usize) -> [__m256; 2];
+    /// Safety: block `blk` is in the row.
+    unsafe fn scales8(self, _blk: usize) -> [__m256; 2] {
+        unreachable!("only for eight-group blocks")
+    }
     /// GROUPS = 1: `[a, c, ?, ?]` of block `blk` (symmetric: `[a, ?, ?, ?]`); the unspecified
     /// lanes may hold anything, even NaN.
     ///
@@ -102,12 +106,74 @@ trait Decoder: Copy {
     unsafe fn scales1(self, _blk: usize) -> __m128 {
         unreachable!("only for one-group blocks")
     }
+    /// The scales of a block of 8 rows, one row per lane, as [`Decoder::scales_rows`] reads
+    /// them (the groups' values come from [`Decoder::scale_rows`]).
+    type RowScales: Copy;
+    /// The scales of block `blk` of 8 rows; lane i's row starts `rows.0[i]` bytes after
+    /// `self.row()`.
+    ///
+    /// Safety: block `blk` is in each of the 8 rows.
+    unsafe fn scales_rows(self, rows: &RowOffsets, blk: usize) -> Self::RowScales;
+    /// `[a, c]` of group `g`, half `h` (h = 0 without `G16`) of the 8 rows of `s`, one row per
+    /// lane: bitwise the values that [`unpack_simd`] stores in `ac` for these rows.
+    ///
+    /// Safety: the CPU supports AVX2, FMA and F16C.
+    unsafe fn scale_rows(s: &Self::RowScales, g: usize, h: usize) -> [__m256; 2];
     /// The row's first byte.
     fn row(self) -> *const u8;
-    /// Calls `f(g, u)` for each group `g` of block `blk`.
+    /// The bytes `u` of group `g` (< GROUPS) of block `blk`.
     ///
     /// Safety: `blk` is in the row.
-    unsafe fn groups<F: FnMut(usize, __m256i)>(self, blk: usize, f: F);
+    unsafe fn group(self, blk: usize, g: usize) -> __m256i;
+}
+
+/// The byte offsets of 8 rows from the first one (i32 lanes; see [`super::DIRECT_MAX_ROW_BYTES`]).
+struct RowOffsets(__m256i);
+
+/// Byte `k` (< 4) of each 32-bit lane of `v`, zero-extended (`TOP`: moved to the top byte, the
+/// others zero).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn dword_byte<const TOP: bool>(v: __m256i, k: usize) -> __m256i {
+    let (k, none) = (k as i32, 0x80);
+    // pshufb indexes bytes within 128-bit lanes: byte k of dword d is byte 4d + k.
+    let at = |d: i32| {
+        let b = 4 * d + k;
+        if TOP {
+            none | none << 8 | none << 16 | b << 24
+        } else {
+            b | none << 8 | none << 16 | none << 24
+        }
+    };
+    let idx = _mm256_setr_epi32(at(0), at(1), at(2), at(3), at(0), at(1), at(2), at(3));
+    _mm256_shuffle_epi8(v, idx)
+}
+
+/// The u32 at `p + offset` for the 8 row offsets (lanes).
+///
+/// Safety: 4 readable bytes at each of these addresses.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn gather_rows(p: *const u8, rows: &RowOffsets) -> __m256i {
+    // SAFETY: see the function's contract.
+    unsafe { _mm256_i32gather_epi32::<1>(p.cast(), rows.0) }
+}
+
+/// The f16 pairs in 8 u32 lanes as f32: the low halves, then the high halves.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn f16_pairs(v: __m256i) -> [__m256; 2] {
+    #[rustfmt::skip]
+    let split = _mm256_setr_epi8(
+        0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15,
+        0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15,
+    );
+    // [lo0..4 hi0..4 | lo4..8 hi4..8] → [lo0..8 | hi0..8]
+    let v = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_shuffle_epi8(v, split));
+    [
+        _mm256_cvtph_ps(_mm256_castsi256_si128(v)),
+        _mm256_cvtph_ps(_mm256_extracti128_si256::<1>(v)),
+    ]
 }
 
 /// Q5_0 and Q5_1 decoders (holding the row's first byte).
@@ -123,7 +189,7 @@ struct Q4_0Dec<const HI16: bool>(*const u8);
 struct Q4_1Dec<const HI16: bool>(*const u8);
 
 /// The 32 values of a Q4 block from its 16 bytes at `p`; with `HI16` the high nibbles stay in
-/// place (16·q).
+/// place (16·u).
 ///
 /// Safety: 16 readable bytes at `p`.
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -136,8 +202,7 @@ unsafe fn q4_values<const HI16: bool>(p: *const u8) -> __m256i {
             0x0F0F_0F0F_0F0F_0F0Fu64 as i64,
             0xF0F0_F0F0_F0F0_F0F0u64 as i64,
         );
-        let mask = _mm256_setr_epi64x(lo, lo, hi, hi);
-        _mm256_and_si256(v, mask)
+        _mm256_and_si256(v, _mm256_setr_epi64x(lo, lo, hi, hi))
     } else {
         // SAFETY: see the function's contract.
         unsafe { nibbles(p) }
@@ -156,25 +221,6 @@ struct Q5KDec(*const u8);
 #[derive(Clone, Copy)]
 struct Q6KDec(*const u8);
 
-/// The f16 pairs at byte 0 of the first `count` (≤ 8) of 8 blocks `stride` bytes apart:
-/// `[x0 y0 x1 y1 x2 y2 x3 y3]`, `[x4 y4 … x7 y7]`, zero for the blocks from `count` on.
-///
-/// Safety: 4 readable bytes at `p + i·stride` for i < count.
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn f16_pairs8(p: *const u8, stride: usize, count: usize) -> [__m256; 2] {
-    let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    let idx = _mm256_mullo_epi32(lanes, _mm256_set1_epi32(stride as i32));
-    let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(count as i32), lanes);
-    // SAFETY: see the function's contract; the masked-off lanes are not read.
-    let v =
-        unsafe { _mm256_mask_i32gather_epi32::<1>(_mm256_setzero_si256(), p.cast(), idx, mask) };
-    [
-        _mm256_cvtph_ps(_mm256_castsi256_si128(v)),
-        _mm256_cvtph_ps(_mm256_extracti128_si256(v, 1)),
-    ]
-}
-
 /// `BYTES` and `row` of a decoder holding the row's first byte.
 macro_rules! block_bytes {
     ($bytes:expr) => {
@@ -186,24 +232,38 @@ macro_rules! block_bytes {
     };
 }
 
-/// `BYTES`, `row`, `scales8` and `scales1` of a 32-element block type with `d` (and `m`) at
-/// byte 0.
+/// `BYTES`, `row`, `scales1` and `scales_rows` of a 32-element block type with `d` (and `m`)
+/// at byte 0.
 macro_rules! scales32 {
     ($bytes:expr) => {
         block_bytes!($bytes);
 
         #[target_feature(enable = "avx2,fma,f16c")]
         #[inline]
-        unsafe fn scales8(self, blk: usize, count: usize) -> [__m256; 2] {
-            // SAFETY: blocks blk..blk+count are in the row.
-            unsafe { f16_pairs8(self.0.add($bytes * blk), $bytes, count) }
-        }
-
-        #[target_feature(enable = "avx2,fma,f16c")]
-        #[inline]
         unsafe fn scales1(self, blk: usize) -> __m128 {
             // SAFETY: block blk is in the row (at least 8 bytes).
             unsafe { f16x4(self.0.add($bytes * blk)) }
+        }
+
+        type RowScales = [__m256; 2];
+
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[inline]
+        unsafe fn scales_rows(self, rows: &RowOffsets, blk: usize) -> [__m256; 2] {
+            // SAFETY: block blk (at least 4 bytes) is in each row.
+            let [d, m] = f16_pairs(unsafe { gather_rows(self.0.add($bytes * blk), rows) });
+            // As `unpacked_scales1`: c = m, or c = K·a.
+            let c = if Self::AFFINE {
+                m
+            } else {
+                _mm256_mul_ps(d, _mm256_set1_ps(Self::K as f32))
+            };
+            [d, c]
+        }
+
+        #[inline(always)]
+        unsafe fn scale_rows(s: &[__m256; 2], _: usize, _: usize) -> [__m256; 2] {
+            *s
         }
     };
 }
@@ -215,11 +275,9 @@ impl<const HI16: bool> Decoder for Q4_0Dec<HI16> {
     scales32!(18);
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
-    unsafe fn groups<F: FnMut(usize, __m256i)>(self, blk: usize, mut f: F) {
+    unsafe fn group(self, blk: usize, _: usize) -> __m256i {
         // SAFETY: block `blk` is in the row.
-        f(0, unsafe {
-            q4_values::<HI16>(self.0.add(Self::BYTES * blk + 2))
-        });
+        unsafe { q4_values::<HI16>(self.0.add(Self::BYTES * blk + 2)) }
     }
 }
 
@@ -230,11 +288,9 @@ impl<const HI16: bool> Decoder for Q4_1Dec<HI16> {
     scales32!(20);
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
-    unsafe fn groups<F: FnMut(usize, __m256i)>(self, blk: usize, mut f: F) {
+    unsafe fn group(self, blk: usize, _: usize) -> __m256i {
         // SAFETY: block `blk` is in the row.
-        f(0, unsafe {
-            q4_values::<HI16>(self.0.add(Self::BYTES * blk + 4))
-        });
+        unsafe { q4_values::<HI16>(self.0.add(Self::BYTES * blk + 4)) }
     }
 }
 
@@ -255,9 +311,9 @@ impl Decoder for Q5_0Dec {
     scales32!(22);
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
-    unsafe fn groups<F: FnMut(usize, __m256i)>(self, blk: usize, mut f: F) {
+    unsafe fn group(self, blk: usize, _: usize) -> __m256i {
         // SAFETY: block `blk` is in the row.
-        f(0, unsafe { q5_values(self.0.add(Self::BYTES * blk + 2)) });
+        unsafe { q5_values(self.0.add(Self::BYTES * blk + 2)) }
     }
 }
 
@@ -267,9 +323,9 @@ impl Decoder for Q5_1Dec {
     scales32!(24);
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
-    unsafe fn groups<F: FnMut(usize, __m256i)>(self, blk: usize, mut f: F) {
+    unsafe fn group(self, blk: usize, _: usize) -> __m256i {
         // SAFETY: block `blk` is in the row.
-        f(0, unsafe { q5_values(self.0.add(Self::BYTES * blk + 4)) });
+        unsafe { q5_values(self.0.add(Self::BYTES * blk + 4)) }
     }
 }
 
@@ -280,12 +336,12 @@ impl<const RAW: bool> Decoder for Q8<RAW> {
     scales32!(34);
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
-    unsafe fn groups<F: FnMut(usize, __m256i)>(self, blk: usize, mut f: F) {
+    unsafe fn group(self, blk: usize, _: usize) -> __m256i {
         // SAFETY: block `blk` is in the row.
         let q = unsafe { _mm256_loadu_si256(self.0.add(Self::BYTES * blk + 2).cast()) };
         // Without RAW: w + 128 = w ^ 0x80 as unsigned, K = −128.
         let flip = _mm256_set1_epi8(if RAW { 0 } else { -128 });
-        f(0, _mm256_xor_si256(q, flip));
+        _mm256_xor_si256(q, flip)
     }
 }
 
@@ -332,61 +388,136 @@ unsafe fn k4_scales8(p: *const u8) -> [__m256; 2] {
     ]
 }
 
+/// The scales of a Q4_K/Q5_K block of 8 rows (lanes): `d`, `0 − dmin`, and the 6-bit scales
+/// and mins of groups 4i..4i + 4 in the bytes of `sc[i]`, `mn[i]`.
+#[derive(Clone, Copy)]
+struct K4Rows {
+    d: __m256,
+    neg_dmin: __m256,
+    sc: [__m256i; 2],
+    mn: [__m256i; 2],
+}
+
+/// [`Decoder::scales_rows`] of Q4_K/Q5_K blocks starting at `p` (the first row's block).
+///
+/// Safety: 16 readable bytes at `p + offset` for each row offset.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn k4_scales_rows(p: *const u8, rows: &RowOffsets) -> K4Rows {
+    // SAFETY: see the function's contract.
+    let (dm, w0, w1, w2) = unsafe {
+        let w = |at: usize| gather_rows(p.add(at), rows);
+        (w(0), w(4), w(8), w(12))
+    };
+    let [d, dmin] = f16_pairs(dm);
+    // As `k4_scales_mins_packed`, with the top 2 bits of w0, w1 moved by 2 within each byte.
+    let and = |v, m: u32| _mm256_and_si256(v, _mm256_set1_epi32(m as i32));
+    let (low6, low4, top2) = (0x3f3f_3f3f, 0x0f0f_0f0f, 0x3030_3030);
+    let hi = |lo4, w| _mm256_or_si256(and(lo4, low4), and(_mm256_srli_epi32::<2>(w), top2));
+    K4Rows {
+        d,
+        neg_dmin: _mm256_sub_ps(_mm256_setzero_ps(), dmin),
+        sc: [and(w0, low6), hi(w2, w0)],
+        mn: [and(w1, low6), hi(_mm256_srli_epi32::<4>(w2), w1)],
+    }
+}
+
+/// [`Decoder::scale_rows`] of Q4_K/Q5_K: a = d·sc, c = (0 − dmin)·mn as in [`k4_scales8`].
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn k4_scale_rows(s: &K4Rows, g: usize) -> [__m256; 2] {
+    let v = |b: &[__m256i; 2]| _mm256_cvtepi32_ps(dword_byte::<false>(b[g / 4], g % 4));
+    [
+        _mm256_mul_ps(v(&s.sc), s.d),
+        _mm256_mul_ps(v(&s.mn), s.neg_dmin),
+    ]
+}
+
+/// Group g of a Q4_K/Q5_K block from the 32 bytes `q` it shares with group g ^ 1: their low
+/// nibbles for even g, the high ones for odd g.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn k_nibbles(q: __m256i, g: usize) -> __m256i {
+    let q = if g % 2 == 1 {
+        _mm256_srli_epi16::<4>(q)
+    } else {
+        q
+    };
+    _mm256_and_si256(q, _mm256_set1_epi8(0x0F))
+}
+
 impl Decoder for Q4KDec {
     const GROUPS: usize = 8;
     block_bytes!(144);
+    type RowScales = K4Rows;
     const AFFINE: bool = true;
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
-    unsafe fn scales8(self, blk: usize, _: usize) -> [__m256; 2] {
+    unsafe fn scales8(self, blk: usize) -> [__m256; 2] {
         // SAFETY: block `blk` (144 bytes) is in the row.
         unsafe { k4_scales8(self.0.add(Self::BYTES * blk)) }
     }
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
-    unsafe fn groups<F: FnMut(usize, __m256i)>(self, blk: usize, mut f: F) {
-        let m4 = _mm256_set1_epi8(0x0F);
-        for ch in 0..4 {
-            // SAFETY: block `blk` (144 bytes) is in the row.
-            let q =
-                unsafe { _mm256_loadu_si256(self.0.add(Self::BYTES * blk + 16 + 32 * ch).cast()) };
-            f(2 * ch, _mm256_and_si256(q, m4));
-            f(2 * ch + 1, _mm256_and_si256(_mm256_srli_epi16(q, 4), m4));
-        }
+    unsafe fn scales_rows(self, rows: &RowOffsets, blk: usize) -> K4Rows {
+        // SAFETY: block `blk` (144 bytes) is in each row.
+        unsafe { k4_scales_rows(self.0.add(Self::BYTES * blk), rows) }
+    }
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn scale_rows(s: &K4Rows, g: usize, _: usize) -> [__m256; 2] {
+        k4_scale_rows(s, g)
+    }
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn group(self, blk: usize, g: usize) -> __m256i {
+        // SAFETY: block `blk` (144 bytes) is in the row.
+        let q =
+            unsafe { _mm256_loadu_si256(self.0.add(Self::BYTES * blk + 16 + 32 * (g / 2)).cast()) };
+        k_nibbles(q, g)
     }
 }
 
 impl Decoder for Q5KDec {
     const GROUPS: usize = 8;
     block_bytes!(176);
+    type RowScales = K4Rows;
     const AFFINE: bool = true;
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
-    unsafe fn scales8(self, blk: usize, _: usize) -> [__m256; 2] {
+    unsafe fn scales8(self, blk: usize) -> [__m256; 2] {
         // SAFETY: block `blk` (176 bytes) is in the row.
         unsafe { k4_scales8(self.0.add(Self::BYTES * blk)) }
     }
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
-    unsafe fn groups<F: FnMut(usize, __m256i)>(self, blk: usize, mut f: F) {
-        let m4 = _mm256_set1_epi8(0x0F);
+    unsafe fn scales_rows(self, rows: &RowOffsets, blk: usize) -> K4Rows {
+        // SAFETY: block `blk` (176 bytes) is in each row.
+        unsafe { k4_scales_rows(self.0.add(Self::BYTES * blk), rows) }
+    }
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn scale_rows(s: &K4Rows, g: usize, _: usize) -> [__m256; 2] {
+        k4_scale_rows(s, g)
+    }
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn group(self, blk: usize, g: usize) -> __m256i {
         // SAFETY: block `blk` (176 bytes) is in the row.
-        let qh = unsafe { _mm256_loadu_si256(self.0.add(Self::BYTES * blk + 16).cast()) };
-        // 0x10 where bit g of qh[l] is set.
-        let fifth = |g: usize| {
-            let bit = _mm256_set1_epi8(1 << g);
-            let set = _mm256_cmpeq_epi8(_mm256_and_si256(qh, bit), bit);
-            _mm256_and_si256(set, _mm256_set1_epi8(0x10))
+        let (qh, q) = unsafe {
+            let p = self.0.add(Self::BYTES * blk);
+            (
+                _mm256_loadu_si256(p.add(16).cast()),
+                _mm256_loadu_si256(p.add(48 + 32 * (g / 2)).cast()),
+            )
         };
-        for ch in 0..4 {
-            // SAFETY: as above.
-            let q =
-                unsafe { _mm256_loadu_si256(self.0.add(Self::BYTES * blk + 48 + 32 * ch).cast()) };
-            let (g0, g1) = (2 * ch, 2 * ch + 1);
-            f(g0, _mm256_or_si256(_mm256_and_si256(q, m4), fifth(g0)));
-            let hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-            f(g1, _mm256_or_si256(hi, fifth(g1)));
-        }
+        // 0x10 where bit g of qh[l] is set.
+        let bit = _mm256_set1_epi8(1 << g);
+        let set = _mm256_cmpeq_epi8(_mm256_and_si256(qh, bit), bit);
+        _mm256_or_si256(
+            k_nibbles(q, g),
+            _mm256_and_si256(set, _mm256_set1_epi8(0x10)),
+        )
     }
 }
 
@@ -395,9 +526,10 @@ impl Decoder for Q6KDec {
     block_bytes!(210);
     const K: i32 = -32;
     const G16: bool = true;
+    type RowScales = (__m256, [__m256i; 4]);
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
-    unsafe fn scales8(self, blk: usize, _: usize) -> [__m256; 2] {
+    unsafe fn scales8(self, blk: usize) -> [__m256; 2] {
         // SAFETY: block `blk` (210 bytes) is in the row.
         let (d, sc) = unsafe {
             let p = self.0.add(Self::BYTES * blk);
@@ -411,35 +543,54 @@ impl Decoder for Q6KDec {
         let a = |s| _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(s)), d);
         [a(sc), a(_mm_srli_si128(sc, 8))]
     }
+    /// `d` and the 16 signed scales (4 per vector).
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
-    unsafe fn groups<F: FnMut(usize, __m256i)>(self, blk: usize, mut f: F) {
-        let (m4, m2) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(0x30));
-        let lo = |v| _mm256_and_si256(v, m4);
-        let hi2 = |v| _mm256_and_si256(v, m2);
-        for n in 0..2 {
-            // SAFETY: block `blk` (210 bytes) is in the row.
-            let (ql0, ql1, qh) = unsafe {
-                let p = self.0.add(Self::BYTES * blk);
-                (
-                    _mm256_loadu_si256(p.add(64 * n).cast()),
-                    _mm256_loadu_si256(p.add(64 * n + 32).cast()),
-                    _mm256_loadu_si256(p.add(128 + 32 * n).cast()),
-                )
-            };
-            let g = 4 * n;
-            f(g, _mm256_or_si256(lo(ql0), hi2(_mm256_slli_epi16(qh, 4))));
-            f(
-                g + 1,
-                _mm256_or_si256(lo(ql1), hi2(_mm256_slli_epi16(qh, 2))),
-            );
-            let (h0, h1) = (_mm256_srli_epi16(ql0, 4), _mm256_srli_epi16(ql1, 4));
-            f(g + 2, _mm256_or_si256(lo(h0), hi2(qh)));
-            f(
-                g + 3,
-                _mm256_or_si256(lo(h1), hi2(_mm256_srli_epi16(qh, 2))),
-            );
+    unsafe fn scales_rows(self, rows: &RowOffsets, blk: usize) -> (__m256, [__m256i; 4]) {
+        // SAFETY: block `blk` (210 bytes, d at 208..210) is in each row.
+        unsafe {
+            let w = |at: usize| gather_rows(self.0.add(Self::BYTES * blk + at), rows);
+            (f16_pairs(w(206))[1], [w(192), w(196), w(200), w(204)])
         }
+    }
+    /// a = d·sc (sc signed) as in `scales8`, c = K·a as in `unpacked_scales8`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn scale_rows((d, sc): &(__m256, [__m256i; 4]), g: usize, h: usize) -> [__m256; 2] {
+        let i = 2 * g + h;
+        let sc = _mm256_srai_epi32::<24>(dword_byte::<true>(sc[i / 4], i % 4));
+        let a = _mm256_mul_ps(_mm256_cvtepi32_ps(sc), *d);
+        [a, _mm256_mul_ps(a, _mm256_set1_ps(Self::K as f32))]
+    }
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn group(self, blk: usize, g: usize) -> __m256i {
+        // Group g = 4n + k: the low nibbles of ql[64n..64n + 64] (k = 0, 1) or their high
+        // nibbles (k = 2, 3), with the bits 2k, 2k + 1 of qh[32n..32n + 32] on top.
+        let (n, k) = (g / 4, g % 4);
+        // SAFETY: block `blk` (210 bytes) is in the row.
+        let (ql, qh) = unsafe {
+            let p = self.0.add(Self::BYTES * blk);
+            (
+                _mm256_loadu_si256(p.add(64 * n + 32 * (k % 2)).cast()),
+                _mm256_loadu_si256(p.add(128 + 32 * n).cast()),
+            )
+        };
+        let ql = if k >= 2 {
+            _mm256_srli_epi16::<4>(ql)
+        } else {
+            ql
+        };
+        let qh = match k {
+            0 => _mm256_slli_epi16::<4>(qh),
+            1 => _mm256_slli_epi16::<2>(qh),
+            2 => qh,
+            _ => _mm256_srli_epi16::<2>(qh),
+        };
+        _mm256_or_si256(
+            _mm256_and_si256(ql, _mm256_set1_epi8(0x0F)),
+            _mm256_and_si256(qh, _mm256_set1_epi8(0x30)),
+        )
     }
 }
 
@@ -493,12 +644,13 @@ unsafe fn unpack_simd<D: Decoder>(dec: D, nblk: usize, u: *mut u8, ac: *mut f32)
         // Prefetch about 1 KB ahead (rows are consecutive, so this runs into the next ones).
         let ahead = dec.row().wrapping_add(blk * D::BYTES + PREFETCH_AHEAD);
         _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
-        let store = |g: usize, v: __m256i| {
-            // SAFETY: group blk·GROUPS + g is inside the buffers.
-            unsafe { _mm256_storeu_si256(u.add(QK * (blk * D::GROUPS + g)).cast(), v) };
-        };
-        // SAFETY: block blk is in the row.
-        unsafe { dec.groups(blk, store) };
+        for g in 0..D::GROUPS {
+            // SAFETY: block blk is in the row; group blk·GROUPS + g is inside the buffers.
+            unsafe {
+                let v = dec.group(blk, g);
+                _mm256_storeu_si256(u.add(QK * (blk * D::GROUPS + g)).cast(), v);
+            }
+        }
         if D::GROUPS == 1 {
             // SAFETY: block blk is in the row.
             let v = unpacked_scales1::<D>(unsafe { dec.scales1(blk) });
@@ -506,7 +658,7 @@ unsafe fn unpack_simd<D: Decoder>(dec: D, nblk: usize, u: *mut u8, ac: *mut f32)
             unsafe { _mm_storeu_ps(ac.add(4 * blk), v) };
         } else {
             // SAFETY: block blk is in the row.
-            let v = unpacked_scales8::<D>(unsafe { dec.scales8(blk, 1) });
+            let v = unpacked_scales8::<D>(unsafe { dec.scales8(blk) });
             for (i, v) in v.into_iter().enumerate() {
                 // SAFETY: its 32 floats are inside `ac`.
                 unsafe { _mm256_storeu_ps(ac.add(32 * blk + 8 * i), v) };
@@ -556,8 +708,8 @@ fn quantize_block(x: &[f32; QK], q: &mut [i8; QK]) -> BlockSums {
 ///
 /// Safety: the CPU supports AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn quantize_direct(x: &[f32], q: &mut [i8], f: &mut [f32], bias: &mut [i32], k: [i32; 2]) {
-    act::quantize_direct(x, q, f, bias, k, |x, q| quantize_block(x, q));
+unsafe fn quantize_direct(x: &[f32], q: &mut [i8], f: &mut [f32]) {
+    act::quantize_direct(x, q, f, |x, q| quantize_block(x, q));
 }
 
 /// Batched-layout quantization of one column group (see [`act`]).
@@ -657,8 +809,23 @@ fn dot4_avx2(acc: __m256i, u: __m256i, x: __m256i) -> __m256i {
 /// How far ahead (bytes) the unpacking prefetches weights.
 const PREFETCH_AHEAD: usize = 1024;
 
-/// Accumulator slots per column in the direct kernel.
-const SLOTS: usize = 4;
+/// How far ahead (rows) the direct kernel prefetches weights.
+const PREFETCH_ROWS: usize = 8;
+
+/// The sums of 8 rows' integer dots (row i in lane i) over elements 0..16 (lanes 0..4 of
+/// `v[i]`) and over elements 16..32 (lanes 4..8).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn row_sums(v: [__m256i; 8]) -> [__m256i; 2] {
+    let h = |a, b| _mm256_hadd_epi32(a, b);
+    // [rows 0..4 over elements 0..16 | rows 0..4 over 16..32], and the same for rows 4..8.
+    let a = h(h(v[0], v[1]), h(v[2], v[3]));
+    let b = h(h(v[4], v[5]), h(v[6], v[7]));
+    [
+        _mm256_permute2x128_si256::<0x20>(a, b),
+        _mm256_permute2x128_si256::<0x31>(a, b),
+    ]
+}
 
 /// What the batched micro-kernel reads: unpacked rows starting at row `r0`, and the outputs.
 struct Tiles<'a> {
@@ -694,7 +861,6 @@ macro_rules! isa_kernels {
             pub(in super::super) static KERNELS: Kernels = Kernels {
                 isa: super::super::Isa::$isa,
                 quantize_direct: super::quantize_direct,
-                direct_bias,
                 quantize_group: super::quantize_group,
                 direct_rows,
                 batched: Some(Batched { run: batched, tile_rows: $R }),
@@ -705,21 +871,6 @@ macro_rules! isa_kernels {
             #[inline]
             fn dot4(acc: __m256i, u: __m256i, x: __m256i) -> __m256i {
                 $dot4(acc, u, x)
-            }
-
-            /// The bias factors (k for elements 0..16, 16..32) of the direct layout that
-            /// [`direct_rows`] expects.
-            fn direct_bias(ty: TensorType) -> [i32; 2] {
-                fn of<D: Decoder>() -> [i32; 2] {
-                    [D::K, if D::HI16 { 16 * D::K } else { D::K }]
-                }
-                match ty {
-                    TensorType::Q4_0 => of::<Q4_0Dec<HI16>>(),
-                    TensorType::Q5_0 => of::<Q5_0Dec>(),
-                    TensorType::Q8_0 => of::<Q8<RAW_Q8>>(),
-                    TensorType::Q6_K => of::<Q6KDec>(),
-                    _ => [0, 0],
-                }
             }
 
             /// `init` + the integer dot of one weight group with one activation block.
@@ -733,254 +884,176 @@ macro_rules! isa_kernels {
                 }
             }
 
-            /// R weight rows (`nblk` blocks each, `decs`) against NC columns of the direct
-            /// layout starting at column `j`.
+            /// 8 weight rows (`decs`, at `rows` from the first; `nblk` blocks each), one per
+            /// lane, against NC columns of the direct layout from column `j`.
             ///
-            /// Per 8 groups and row, one vectorised pass forms the scale products a·d (and
-            /// c·s, summed into the offset accumulators) for every column, into the stack
-            /// array `sd`; per group, row and column: the integer dot (started from the bias
-            /// for K ≠ 0), then one FMA with a·d broadcast from `sd` by a load. Several rows at
-            /// once give independent FMA chains and share the per-call overhead.
+            /// For each (row, column) this is exactly the arithmetic of the batched
+            /// micro-kernel [`micro`], only with rows in the lanes instead of columns: per
+            /// group (and half with G16), in order, the integer dot of the same bytes (the
+            /// unpacked form; exact, and with the same byte pairs for `vpmaddubsw`, whose
+            /// saturation these ranges never reach), then
+            /// `acc = fma(cvt(idot), a·d, acc); acc = fma(c, s, acc)` with the a, c that
+            /// [`unpack_simd`] stores (from [`Decoder::scale_rows`]) and the d, s of the
+            /// batched layout (the direct layout holds the same floats). So a column's outputs
+            /// do not depend on which path, or which other columns, computed them.
             ///
-            /// Safety: the activations hold columns j..j+NC of the rows' length (and their
-            /// bias when D::K ≠ 0).
+            /// Safety: the rows hold `nblk` blocks; the activations hold columns j..j+NC of
+            /// the rows' length.
             #[target_feature(enable = $feat)]
-            unsafe fn direct<D: Decoder, const R: usize, const NC: usize>(
-                decs: [D; R],
+            unsafe fn rows8<D: Decoder, const NC: usize>(
+                decs: &[D; 8],
+                rows: &RowOffsets,
                 nblk: usize,
                 act: &Act,
                 j: usize,
-            ) -> [[f32; NC]; R] {
+            ) -> [__m256; NC] {
                 let ng = nblk * D::GROUPS;
                 let cols = ng * QK;
-                // SAFETY: columns j..j+NC of `cols` elements (ng groups) are in the
-                // activations (this holds for all the reads through q, f, bias below).
-                let q = unsafe { act.q.as_ptr().add(j * cols) };
-                // SAFETY: as above.
-                let f = unsafe { act.f.as_ptr().add(j * ng * DIRECT_F) };
-                let bias = if D::K != 0 {
-                    // SAFETY: as above; the bias exists for K ≠ 0.
-                    unsafe { act.bias.as_ptr().add(j * ng * BIAS) }
-                } else {
-                    std::ptr::null()
+                // SAFETY: columns j..j+NC of `cols` elements are in the activations (this
+                // holds for all the reads through q, f below).
+                let (q, f) = unsafe {
+                    (
+                        act.q.as_ptr().add(j * cols),
+                        act.f.as_ptr().add(j * ng * DIRECT_F),
+                    )
                 };
-                // Accumulator slots per (row, column): enough independent FMA chains to hide
-                // the FMA latency. The loops are unrolled so that slot indices are constants.
-                let slots = (SLOTS / (R * NC)).max(1);
-                let mut acc = [[[_mm256_setzero_ps(); SLOTS]; NC]; R];
-                // Offsets c·s in the odd lanes.
-                let mut off8 = [[_mm256_setzero_ps(); NC]; R];
-                // [a_g·d_g, c_g·s_g] of the current (up to) 8 groups per (row, column); G16:
-                // [a_lo·d, a_hi·d]. The groups broadcast from it with plain loads.
-                let mut sd = [[[0f32; 16]; NC]; R];
-                type Sd<const R: usize, const NC: usize> = [[[f32; 16]; NC]; R];
-                let mut group = |sd: &Sd<R, NC>, r: usize, slot: usize, gl: usize, gi, u| {
-                    for c in 0..NC {
-                        // SAFETY: group gi of column j + c (and its bias).
-                        let (x, init) = unsafe {
-                            let x = _mm256_loadu_si256(q.add(c * cols + gi * QK).cast());
-                            let init = if D::K != 0 {
-                                _mm256_loadu_si256(bias.add((c * ng + gi) * BIAS).cast())
-                            } else {
-                                _mm256_setzero_si256()
-                            };
-                            (x, init)
-                        };
-                        let idot = if D::RAW {
-                            dot_group::<true>(init, u, x)
-                        } else {
-                            dot_group::<false>(init, u, x)
-                        };
-                        let lo = _mm256_broadcast_ss(&sd[r][c][2 * gl]);
-                        let scale = if D::G16 {
-                            _mm256_blend_ps(lo, _mm256_broadcast_ss(&sd[r][c][2 * gl + 1]), 0xF0)
-                        } else {
-                            lo
-                        };
-                        let a = &mut acc[r][c][slot % slots];
-                        *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(idot), scale, *a);
+                let mut acc = [_mm256_setzero_ps(); NC];
+                // Rows lie one after the other: prefetch the rows PREFETCH_ROWS further on at
+                // the pace this walks the current ones. A single core keeps too few misses in
+                // flight to stream from DRAM at full speed on its own.
+                let ahead = decs[0].row().wrapping_add(PREFETCH_ROWS * nblk * D::BYTES);
+                let per_blk = PREFETCH_ROWS * D::BYTES;
+                for blk in 0..nblk {
+                    let pf = ahead.wrapping_add(blk * per_blk);
+                    for line in (0..per_blk).step_by(64) {
+                        _mm_prefetch::<_MM_HINT_T0>(pf.wrapping_add(line).cast());
                     }
-                };
-                // The scale products of 8 groups (from scales8 `v`, first group g0, the first
-                // `n` valid) of row r for every column.
-                let mut chunk = |sd: &mut Sd<R, NC>, r: usize, g0, n: usize, v: [__m256; 2]| {
-                    for c in 0..NC {
-                        // SAFETY: the valid groups' [d, s] pairs of column c (masked loads past
-                        // the row's end).
-                        let (p0, p1) = unsafe {
-                            let fp = f.add((c * ng + g0) * DIRECT_F);
-                            if n == 8 {
-                                (_mm256_loadu_ps(fp), _mm256_loadu_ps(fp.add(8)))
-                            } else {
-                                let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-                                let left = |from: i32| _mm256_set1_epi32(2 * n as i32 - from);
-                                let m0 = _mm256_cmpgt_epi32(left(0), lanes);
-                                let m1 = _mm256_cmpgt_epi32(left(8), lanes);
-                                (_mm256_maskload_ps(fp, m0), _mm256_maskload_ps(fp.add(8), m1))
-                            }
-                        };
-                        // G16: both halves of a group use its d (the even lanes of p).
-                        let (p0, p1) = if D::G16 {
-                            (_mm256_moveldup_ps(p0), _mm256_moveldup_ps(p1))
-                        } else {
-                            (p0, p1)
-                        };
-                        let (x0, x1) = (_mm256_mul_ps(v[0], p0), _mm256_mul_ps(v[1], p1));
-                        if D::AFFINE {
-                            off8[r][c] = _mm256_add_ps(off8[r][c], _mm256_add_ps(x0, x1));
-                        }
-                        // SAFETY: sd[r][c] holds 16 floats.
-                        unsafe {
-                            _mm256_storeu_ps(sd[r][c].as_mut_ptr(), x0);
-                            _mm256_storeu_ps(sd[r][c].as_mut_ptr().add(8), x1);
-                        }
-                    }
-                };
-                let per8 = 8 / D::GROUPS;
-                for blk0 in (0..nblk).step_by(per8) {
-                    let count = (nblk - blk0).min(per8);
-                    let g0 = blk0 * D::GROUPS;
-                    for (r, dec) in decs.iter().enumerate() {
-                        // SAFETY: blocks blk0..blk0+count are in the row.
-                        let v = unsafe { dec.scales8(blk0, count) };
-                        chunk(&mut sd, r, g0, count * D::GROUPS, v);
-                        // Prefetch the same blocks of the row R rows down (the next call's),
-                        // about 1–3 KB ahead: a single core keeps too few misses in flight
-                        // to stream from DRAM at full speed on its own.
-                        let ahead = dec.row().wrapping_add(blk0 * D::BYTES + R * nblk * D::BYTES);
-                        for line in (0..per8 * D::BYTES).step_by(64) {
-                            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line).cast());
-                        }
-                    }
-                    // Keep `sd` in memory: LLVM would otherwise extract the lanes with port-5
-                    // shuffles instead of broadcasting them with loads.
-                    std::hint::black_box(&mut sd);
-                    let mut blocks = |k: usize| {
-                        for (r, dec) in decs.iter().enumerate() {
-                            let f = |g: usize, u| {
-                                let gl = k * D::GROUPS + g;
-                                group(&sd, r, gl, gl, g0 + gl, u)
-                            };
-                            // SAFETY: blk0 + k < nblk.
-                            unsafe { dec.groups(blk0 + k, f) };
-                        }
-                    };
-                    if count == per8 {
-                        (0..per8).for_each(&mut blocks);
-                    } else {
-                        (0..count).for_each(blocks);
-                    }
-                }
-                // HI16: lanes 4..8 summed 16·u.
-                let hi = if D::HI16 { 1.0 / 16.0 } else { 1.0 };
-                let weights = _mm256_setr_ps(1.0, 1.0, 1.0, 1.0, hi, hi, hi, hi);
-                std::array::from_fn(|r| {
-                    std::array::from_fn(|c| {
-                        let a = acc[r][c].iter().fold(_mm256_setzero_ps(), |s, &v| {
-                            _mm256_add_ps(s, v)
+                    // SAFETY: block blk is in each row.
+                    let s = unsafe { decs[0].scales_rows(rows, blk) };
+                    for g in 0..D::GROUPS {
+                        let gi = blk * D::GROUPS + g;
+                        // SAFETY: group gi of column j + c.
+                        let x: [__m256i; NC] = std::array::from_fn(|c| unsafe {
+                            _mm256_loadu_si256(q.add(c * cols + gi * QK).cast())
                         });
-                        let offsets = if D::AFFINE {
-                            // The odd lanes hold c·s.
-                            _mm256_blend_ps(_mm256_setzero_ps(), off8[r][c], 0b1010_1010)
-                        } else {
-                            _mm256_setzero_ps()
-                        };
-                        hsum(_mm256_fmadd_ps(a, weights, offsets))
-                    })
-                })
+                        // dots[c][i]: row i against column j + c.
+                        let mut dots = [[_mm256_setzero_si256(); 8]; NC];
+                        for (i, dec) in decs.iter().enumerate() {
+                            // SAFETY: block blk is in the row.
+                            let u = unsafe { dec.group(blk, g) };
+                            for (dots, &x) in dots.iter_mut().zip(&x) {
+                                let zero = _mm256_setzero_si256();
+                                dots[i] = if D::RAW {
+                                    dot_group::<true>(zero, u, x)
+                                } else {
+                                    dot_group::<false>(zero, u, x)
+                                };
+                            }
+                        }
+                        for (c, acc) in acc.iter_mut().enumerate() {
+                            let [lo, hi] = row_sums(dots[c]);
+                            // f: [d, s, s_lo, s_hi] of group gi of column j + c.
+                            // SAFETY: as above.
+                            let fp = unsafe { f.add((c * ng + gi) * DIRECT_F) };
+                            // SAFETY: as above.
+                            let at = |i: usize| _mm256_set1_ps(unsafe { *fp.add(i) });
+                            let dx = at(0);
+                            let mut step = |idot, [a, cc]: [__m256; 2], s| {
+                                let v = _mm256_cvtepi32_ps(idot);
+                                *acc = _mm256_fmadd_ps(v, _mm256_mul_ps(a, dx), *acc);
+                                *acc = _mm256_fmadd_ps(cc, s, *acc);
+                            };
+                            // SAFETY: the module's features include AVX2, FMA and F16C.
+                            let ac = |h| unsafe { D::scale_rows(&s, g, h) };
+                            if D::G16 {
+                                step(lo, ac(0), at(2));
+                                step(hi, ac(1), at(3));
+                            } else {
+                                // HI16: `hi` summed 16·u (exactly; ≤ 240 per byte).
+                                let hi = if D::HI16 { _mm256_srai_epi32::<4>(hi) } else { hi };
+                                step(_mm256_add_epi32(lo, hi), ac(0), at(1));
+                            }
+                        }
+                    }
+                }
+                acc
             }
 
-            /// Computes and stores output columns j..j+NC of rows r..r+R.
+            /// Rows `rows` of a quantized matrix against every column of the direct layout:
+            /// 8 rows (one per lane) × 2 or 1 columns at a time, see [`rows8`].
             ///
-            /// Safety: as [`direct`]; the rows are owned by this task.
+            /// Safety: the CPU supports the module's features; `act` is the direct layout of
+            /// `w.cols`-element columns; `rows` are rows of `w` owned by this task.
             #[target_feature(enable = $feat)]
-            unsafe fn direct_store<D: Decoder, const R: usize, const NC: usize>(
-                dec: &impl Fn(usize) -> D,
-                nblk: usize,
-                r: usize,
-                j: usize,
-                act: &Act,
-                out: Out,
-            ) {
-                let decs = std::array::from_fn(|i| dec(r + i));
-                // SAFETY: forwarded contract.
-                let v = unsafe { direct::<D, R, NC>(decs, nblk, act, j) };
-                for (i, v) in v.iter().enumerate() {
-                    for (c, &v) in v.iter().enumerate() {
-                        // SAFETY: j + c < n, r + i < rows, and this task owns the row.
-                        unsafe { out.set(j + c, r + i, v) };
+            unsafe fn direct_rows(w: &QMatrix, rows: Range<usize>, act: &Act, out: Out) {
+                let row = |r: usize| w.row(r).as_ptr();
+                let (a, o) = (act, out);
+                // SAFETY: forwarded contract; the decoders read rows of `w`.
+                unsafe {
+                    match w.ty {
+                        TensorType::Q4_0 => {
+                            direct_typed(w, rows, a, o, |r| Q4_0Dec::<HI16>(row(r)))
+                        }
+                        TensorType::Q4_1 => {
+                            direct_typed(w, rows, a, o, |r| Q4_1Dec::<HI16>(row(r)))
+                        }
+                        TensorType::Q5_0 => direct_typed(w, rows, a, o, |r| Q5_0Dec(row(r))),
+                        TensorType::Q5_1 => direct_typed(w, rows, a, o, |r| Q5_1Dec(row(r))),
+                        TensorType::Q8_0 => {
+                            direct_typed(w, rows, a, o, |r| Q8::<RAW_Q8>(row(r)))
+                        }
+                        TensorType::Q4_K => direct_typed(w, rows, a, o, |r| Q4KDec(row(r))),
+                        TensorType::Q5_K => direct_typed(w, rows, a, o, |r| Q5KDec(row(r))),
+                        TensorType::Q6_K => direct_typed(w, rows, a, o, |r| Q6KDec(row(r))),
+                        TensorType::F32 | TensorType::F16 | TensorType::BF16 => {
+                            unreachable!("float matrices take the f32 path")
+                        }
                     }
                 }
             }
 
-            /// Rows `rows` against all direct-layout columns: 4 rows at a time for one
-            /// column, 2 × 2 for two, else one row and up to 4 columns at a time.
+            /// [`direct_rows`] for one decoder type. A last chunk of fewer than 8 rows repeats
+            /// its last row in the spare lanes (which are not stored): lanes do not interact.
             ///
             /// Safety: as [`direct_rows`].
             #[target_feature(enable = $feat)]
             unsafe fn direct_typed<D: Decoder>(
-                nblk: usize,
+                w: &QMatrix,
                 rows: Range<usize>,
                 act: &Act,
                 out: Out,
                 dec: impl Fn(usize) -> D,
             ) {
-                let step = match act.n {
-                    1 => 4,
-                    2 => 2,
-                    _ => 1,
-                };
-                let mut r = rows.start;
-                while r < rows.end {
-                    let rr = if rows.end - r >= step { step } else { 1 };
+                let (nblk, rb) = (w.cols / w.ty.block_elems(), w.row_bytes());
+                for r in rows.clone().step_by(8) {
+                    let valid = (rows.end - r).min(8);
+                    let lane = |i: usize| i.min(valid - 1);
+                    let decs = std::array::from_fn(|i| dec(r + lane(i)));
+                    // Fits: 7·rb ≤ i32::MAX (see DIRECT_MAX_ROW_BYTES).
+                    let off: [i32; 8] = std::array::from_fn(|i| (lane(i) * rb) as i32);
+                    // SAFETY: `off` holds 8 i32.
+                    let offs = RowOffsets(unsafe { _mm256_loadu_si256(off.as_ptr().cast()) });
                     let mut j = 0;
                     while j < act.n {
-                        let m = (act.n - j).min(4);
-                        // SAFETY: j + m ≤ n, r + rr ≤ rows.end.
+                        let mut lanes = [[0f32; 8]; 2];
+                        let nc = (act.n - j).min(2);
+                        // SAFETY: forwarded contract, columns j..j+nc exist; `lanes` holds
+                        // 2 × 8 floats.
                         unsafe {
-                            match (rr, m) {
-                                (4, _) => direct_store::<D, 4, 1>(&dec, nblk, r, j, act, out),
-                                (2, _) => direct_store::<D, 2, 2>(&dec, nblk, r, j, act, out),
-                                (_, 1) => direct_store::<D, 1, 1>(&dec, nblk, r, j, act, out),
-                                (_, 2) => direct_store::<D, 1, 2>(&dec, nblk, r, j, act, out),
-                                (_, 3) => direct_store::<D, 1, 3>(&dec, nblk, r, j, act, out),
-                                _ => direct_store::<D, 1, 4>(&dec, nblk, r, j, act, out),
+                            let v: &[__m256] = if nc == 2 {
+                                &rows8::<D, 2>(&decs, &offs, nblk, act, j)
+                            } else {
+                                &rows8::<D, 1>(&decs, &offs, nblk, act, j)
+                            };
+                            for (l, &v) in lanes.iter_mut().zip(v) {
+                                _mm256_storeu_ps(l.as_mut_ptr(), v);
                             }
                         }
-                        j += m;
-                    }
-                    r += rr;
-                }
-            }
-
-            /// Rows `rows` of a quantized matrix against every column of the direct layout.
-            ///
-            /// Safety: the CPU supports the module's features; `act` is the direct layout of
-            /// `w.cols`-element columns, with the bias of [`direct_bias`]; `rows` are rows of
-            /// `w` owned by this task.
-            #[target_feature(enable = $feat)]
-            unsafe fn direct_rows(w: &QMatrix, rows: Range<usize>, act: &Act, out: Out) {
-                let row = |r: usize| w.row(r).as_ptr();
-                let n = w.cols / w.ty.block_elems();
-                let (a, o, nb) = (act, out, n);
-                // SAFETY: forwarded contract; the decoders read rows of `w`.
-                unsafe {
-                    match w.ty {
-                        TensorType::Q4_0 => {
-                            direct_typed(nb, rows, a, o, |r| Q4_0Dec::<HI16>(row(r)))
+                        for (c, l) in lanes[..nc].iter().enumerate() {
+                            // SAFETY: j + c < n, r + valid ≤ rows.end, owned by this task.
+                            unsafe { out.set_rows(j + c, r, &l[..valid]) };
                         }
-                        TensorType::Q4_1 => {
-                            direct_typed(nb, rows, a, o, |r| Q4_1Dec::<HI16>(row(r)))
-                        }
-                        TensorType::Q5_0 => direct_typed(nb, rows, a, o, |r| Q5_0Dec(row(r))),
-                        TensorType::Q5_1 => direct_typed(nb, rows, a, o, |r| Q5_1Dec(row(r))),
-                        TensorType::Q8_0 => direct_typed(nb, rows, a, o, |r| Q8::<RAW_Q8>(row(r))),
-                        TensorType::Q4_K => direct_typed(nb, rows, a, o, |r| Q4KDec(row(r))),
-                        TensorType::Q5_K => direct_typed(nb, rows, a, o, |r| Q5KDec(row(r))),
-                        TensorType::Q6_K => direct_typed(nb, rows, a, o, |r| Q6KDec(row(r))),
-                        TensorType::F32 | TensorType::F16 | TensorType::BF16 => {
-                            unreachable!("float matrices take the f32 path")
-                        }
+                        j += nc;
                     }
                 }
             }
@@ -1031,7 +1104,7 @@ macro_rules! isa_kernels {
                 act: &Act,
                 out: Out,
             ) {
-                let raw = w.ty == TensorType::Q8_0 && !EXACT_U8;
+                let raw = w.ty == TensorType::Q8_0 && RAW_Q8;
                 UNPACK.with_borrow_mut(|buf| {
                     // SAFETY: forwarded contract.
                     unsafe { unpack_rows(w, rows.clone(), buf, raw) };

@@ -1,0 +1,347 @@
+"""Drives a running textnlp server with the official `openai` Python client, as users do.
+
+    python check_server.py http://127.0.0.1:PORT          # every check; exit 1 on any failure
+    python check_server.py http://127.0.0.1:PORT --load N # N concurrent long streams (for the
+                                                          # shutdown test); prints how each ended
+
+Each check asserts specific values (texts, finish reasons, token counts, error codes), not
+just "no exception". Run by host/tests/serve.rs after scripts/setup.sh installed the client.
+"""
+
+import sys
+import threading
+import time
+import traceback
+
+import httpx
+import openai
+
+URL = sys.argv[1].rstrip("/")
+client = openai.OpenAI(base_url=URL + "/v1", api_key="test-key", max_retries=0, timeout=120)
+MODEL = None
+CHECKS = []
+
+
+def check(fn):
+    CHECKS.append(fn)
+    return fn
+
+
+def chat(content, **kw):
+    return client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": content}], **kw
+    )
+
+
+def extra(obj, key):
+    return (obj.model_extra or {}).get(key)
+
+
+def expect_error(exc_type, fn, *, code=None, param=None, words=()):
+    try:
+        fn()
+    except exc_type as e:
+        body = e.body if isinstance(e.body, dict) else {}
+        assert code is None or body.get("code") == code, f"code {body.get('code')!r} != {code!r}: {body}"
+        assert param is None or body.get("param") == param, f"param {body.get('param')!r} != {param!r}"
+        for w in words:
+            assert w in str(e), f"{w!r} not in {e}"
+        return e
+    raise AssertionError(f"expected {exc_type.__name__}")
+
+
+@check
+def models_list_the_served_model():
+    global MODEL
+    models = client.models.list().data
+    assert len(models) == 1 and models[0].id, models
+    MODEL = models[0].id
+
+
+@check
+def chat_non_streaming_with_usage_and_seed():
+    r = chat("Name a colour.", max_tokens=12, seed=7, temperature=0.8)
+    c = r.choices[0]
+    assert c.message.role == "assistant" and c.message.content, r
+    assert c.finish_reason in ("stop", "length"), c.finish_reason
+    assert 1 <= r.usage.completion_tokens <= 12 and r.usage.prompt_tokens > 5, r.usage
+    assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
+    assert extra(r, "seed") == 7, r.model_extra
+    assert r.system_fingerprint.startswith("textnlp-"), r.system_fingerprint
+
+
+@check
+def chat_streaming_token_by_token_with_usage():
+    stream = chat(
+        "Write one sentence about the sea.",
+        max_tokens=24,
+        seed=3,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    deltas, finish, usage, chunks = [], None, None, 0
+    for chunk in stream:
+        chunks += 1
+        if chunk.usage is not None:
+            usage = chunk.usage
+            assert chunk.choices == [], "the usage chunk has no choices"
+            continue
+        ch = chunk.choices[0]
+        if ch.delta.content:
+            deltas.append(ch.delta.content)
+        if ch.finish_reason:
+            finish = ch.finish_reason
+    assert len(deltas) >= 5, f"streamed in {len(deltas)} pieces, expected token by token"
+    assert finish in ("stop", "length") and usage is not None
+    assert usage.completion_tokens >= len(deltas)
+    same = chat("Write one sentence about the sea.", max_tokens=24, seed=3)
+    assert same.choices[0].message.content == "".join(deltas), "stream and non-stream differ"
+
+
+@check
+def completions_streaming_and_not():
+    r = client.completions.create(model=MODEL, prompt="The capital of France is", max_tokens=6, temperature=0)
+    assert r.object == "text_completion" and r.choices[0].text
+    text = "".join(
+        c.choices[0].text
+        for c in client.completions.create(
+            model=MODEL, prompt="The capital of France is", max_tokens=6, temperature=0, stream=True
+        )
+        if c.choices
+    )
+    assert text == r.choices[0].text, (text, r.choices[0].text)
+
+
+@check
+def n_choices_differ_and_reproduce():
+    kw = dict(max_tokens=24, n=2, seed=11, temperature=1.2)
+    r = chat("List some random words.", **kw)
+    assert [c.index for c in r.choices] == [0, 1], r.choices
+    texts = [c.message.content for c in r.choices]
+    assert texts[0] != texts[1], f"n=2 gave identical choices: {texts}"
+    again = [c.message.content for c in chat("List some random words.", **kw).choices]
+    assert again == texts, (again, texts)
+    assert 2 <= r.usage.completion_tokens <= 48, r.usage  # both choices are counted
+    assert r.usage.prompt_tokens == 2 * chat("List some random words.", max_tokens=1, seed=1).usage.prompt_tokens
+
+
+@check
+def seed_reproduces_while_other_requests_run():
+    kw = dict(max_tokens=32, seed=1234, temperature=0.9)
+    alone = chat("Tell me a short story about a fox.", **kw).choices[0].message.content
+    stop = threading.Event()
+    errors = []
+
+    def background(i):
+        while not stop.is_set():
+            try:
+                # Closed explicitly: an abandoned stream closed later by the garbage collector
+                # can deadlock httpx's connection pool.
+                with chat(f"Count to {20 + i} slowly, item {i}.", max_tokens=48, stream=True) as s:
+                    for _ in s:
+                        if stop.is_set():
+                            break
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+                return
+
+    threads = [threading.Thread(target=background, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    busy = [chat("Tell me a short story about a fox.", **kw).choices[0].message.content for _ in range(2)]
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert busy == [alone, alone], f"seeded output changed under load:\n{alone!r}\n{busy!r}"
+    fresh = [extra(chat("Say a word.", max_tokens=4), "seed") for _ in range(2)]
+    assert fresh[0] != fresh[1], f"requests without a seed got the same seed {fresh}"
+
+
+@check
+def stop_sequences_cut_the_text():
+    r = client.completions.create(
+        model=MODEL, prompt="1, 2, 3, 4, 5,", max_tokens=30, temperature=0, stop=[" 8"]
+    )
+    c = r.choices[0]
+    assert c.finish_reason == "stop", (c.finish_reason, c.text)
+    assert " 8" not in c.text and "7" in c.text, c.text
+    assert r.usage.completion_tokens < 30
+
+
+@check
+def max_tokens_is_exact():
+    r = client.completions.create(
+        model=MODEL, prompt="Once upon a time", max_tokens=5, temperature=0.7, seed=5,
+        extra_body={"ignore_eos": True},
+    )
+    assert r.choices[0].finish_reason == "length" and r.usage.completion_tokens == 5, r
+
+
+@check
+def logprobs_chat_and_completions():
+    r = chat("Say yes.", max_tokens=6, logprobs=True, top_logprobs=3, seed=2)
+    content = r.choices[0].logprobs.content
+    assert len(content) == r.usage.completion_tokens, (len(content), r.usage)
+    for t in content:
+        assert t.logprob <= 0 and len(t.top_logprobs) == 3
+        tops = [x.logprob for x in t.top_logprobs]
+        assert tops == sorted(tops, reverse=True) and tops[0] >= t.logprob - 1e-6
+    assert "".join(t.token for t in content).startswith(r.choices[0].message.content[:1])
+    c = client.completions.create(model=MODEL, prompt="Hello", max_tokens=4, logprobs=2, temperature=0)
+    lp = c.choices[0].logprobs
+    assert len(lp.tokens) == 4 and len(lp.top_logprobs) == 4 and len(lp.text_offset) == 4
+    # Greedy: each chosen token is the most likely one.
+    for tok, l, top in zip(lp.tokens, lp.token_logprobs, lp.top_logprobs):
+        assert abs(max(top.values()) - l) < 1e-5, (tok, l, top)
+
+
+@check
+def unknown_parameter_is_a_400_naming_it():
+    expect_error(
+        openai.BadRequestError,
+        lambda: chat("hi", max_tokens=2, extra_body={"frobnicate": 1, "best_of": 2}),
+        code="unsupported_parameter",
+        words=("frobnicate", "best_of"),
+    )
+    expect_error(openai.BadRequestError, lambda: chat("hi", temperature=5), param="temperature")
+    expect_error(openai.BadRequestError, lambda: chat("hi", top_logprobs=2), param="top_logprobs")
+
+
+@check
+def over_long_prompt_is_a_400_unless_truncation_is_asked_for():
+    long = "word " * 9000
+    expect_error(
+        openai.BadRequestError,
+        lambda: chat(long, max_tokens=8),
+        code="context_length_exceeded",
+    )
+    r = chat(long, max_tokens=4, extra_body={"truncate_prompt": True})
+    dropped = extra(r, "truncated_prompt_tokens")
+    assert dropped and dropped > 0, r.model_extra
+    assert r.usage.prompt_tokens + 4 <= client.models.list().data[0].model_extra["max_model_len"]
+
+
+@check
+def bad_route_and_bad_model_are_404():
+    expect_error(openai.NotFoundError, lambda: client.models.retrieve("no-such-model"))
+    expect_error(openai.NotFoundError, lambda: client.chat.completions.create(
+        model="no-such-model", messages=[{"role": "user", "content": "hi"}], max_tokens=2),
+        code="model_not_found")
+
+
+def metric(name):
+    text = httpx.get(URL + "/metrics", timeout=10).text
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} missing from /metrics")
+
+
+@check
+def disconnect_mid_stream_frees_the_sequence():
+    before = metric("textnlp_sequences_cancelled_total")
+    stream = chat("Write a very long essay about rivers.", max_tokens=1500, stream=True,
+                  extra_body={"ignore_eos": True})
+    for i, _ in enumerate(stream):
+        if i == 3:
+            break
+    stream.close()
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        if metric("textnlp_sequences_cancelled_total") > before and metric("textnlp_num_requests_running") == 0:
+            return
+        time.sleep(0.1)
+    raise AssertionError("the abandoned stream's sequence was not freed")
+
+
+@check
+def native_routes():
+    r = httpx.post(URL + "/v1/generate", json={"prompts": ["Say hi.", "Say bye."], "max_tokens": 8, "seed": 9}, timeout=60).json()
+    assert len(r["texts"]) == 2 and r["seed"] == 9 and r["usage"]["completion_tokens"] <= 16, r
+    again = httpx.post(URL + "/v1/generate", json={"prompts": ["Say bye."], "max_tokens": 8, "seed": 9}, timeout=60).json()
+    assert again["texts"][0] != "" and len(again["texts"]) == 1
+    toks = httpx.post(URL + "/v1/tokenize", json={"text": "Hello world", "add_special": False}).json()
+    assert toks["count"] == len(toks["tokens"]) > 0
+    text = httpx.post(URL + "/v1/detokenize", json={"tokens": toks["tokens"]}).json()["text"]
+    assert text == "Hello world", text
+    assert httpx.get(URL + "/healthz").status_code == 200
+    assert httpx.get(URL + "/readyz").json()["ready"] is True
+    spec = httpx.get(URL + "/openapi.json").json()
+    assert "/v1/chat/completions" in spec["paths"]
+
+
+def load(n):
+    """N concurrent long streams; prints one line per stream saying how it ended."""
+    def one(i):
+        try:
+            got = 0
+            for _ in chat(f"Write a long story number {i}.", max_tokens=1500, stream=True,
+                          extra_body={"ignore_eos": True}):
+                got += 1
+            print(f"stream {i}: ended after {got} chunks", flush=True)
+        except Exception as e:  # noqa: BLE001 - the point is to report it
+            print(f"stream {i}: {type(e).__name__}: {e}", flush=True)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def overload(n):
+    """N concurrent requests against a server with a tiny queue: some must get 429 with a
+    Retry-After header, every other one must succeed."""
+    results = []
+
+    def one(i):
+        try:
+            r = client.with_raw_response.chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": f"Story {i}"}],
+                max_tokens=64, extra_body={"ignore_eos": True})
+            results.append(("ok", r.parse().usage.completion_tokens))
+        except openai.RateLimitError as e:
+            results.append(("429", e.response.headers.get("retry-after")))
+        except Exception as e:  # noqa: BLE001 - any other outcome fails the check below
+            results.append(("error", repr(e)))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    print(results, flush=True)
+    limited = [r for r in results if r[0] == "429"]
+    assert limited, "no request was refused although the queue holds 2"
+    assert all(r[1] and int(r[1]) >= 1 for r in limited), limited
+    assert all(r == ("ok", 64) for r in results if r[0] != "429"), results
+
+
+def main():
+    global MODEL
+    if "--load" in sys.argv:
+        MODEL = "default"
+        load(int(sys.argv[sys.argv.index("--load") + 1]))
+        return 0
+    if "--overload" in sys.argv:
+        MODEL = "default"
+        overload(int(sys.argv[sys.argv.index("--overload") + 1]))
+        print("overload: ok", flush=True)
+        return 0
+    failed = 0
+    for fn in CHECKS:
+        started = time.time()
+        try:
+            fn()
+            print(f"ok   {fn.__name__} ({time.time() - started:.1f}s)", flush=True)
+        except Exception:  # noqa: BLE001 - every check runs; failures are listed
+            failed += 1
+            print(f"FAIL {fn.__name__}\n{traceback.format_exc()}", flush=True)
+    print(f"{len(CHECKS) - failed}/{len(CHECKS)} checks passed", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
