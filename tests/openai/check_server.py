@@ -272,6 +272,12 @@ def native_routes():
     assert "/v1/chat/completions" in spec["paths"]
 
 
+def say(line):
+    """One whole line per write, so lines from several threads never interleave."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 def load(n):
     """N concurrent long streams; prints one line per stream saying how it ended."""
     def one(i):
@@ -280,9 +286,9 @@ def load(n):
             for _ in chat(f"Write a long story number {i}.", max_tokens=1500, stream=True,
                           extra_body={"ignore_eos": True}):
                 got += 1
-            print(f"stream {i}: ended after {got} chunks", flush=True)
+            say(f"stream {i}: ended after {got} chunks")
         except Exception as e:  # noqa: BLE001 - the point is to report it
-            print(f"stream {i}: {type(e).__name__}: {e}", flush=True)
+            say(f"stream {i}: {type(e).__name__}: {e}")
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
     for t in threads:

@@ -82,20 +82,37 @@ impl AppState {
     }
 }
 
-/// The routes with their handlers.
+type Handler = axum::routing::MethodRouter<Arc<AppState>>;
+
+/// Every route as (path, method, handler); `/openapi.json` describes exactly these.
+fn routes() -> Vec<(&'static str, &'static str, Handler)> {
+    vec![
+        (
+            "/v1/chat/completions",
+            "post",
+            post(openai::chat_completions),
+        ),
+        ("/v1/completions", "post", post(openai::completions)),
+        ("/v1/models", "get", get(openai::models)),
+        ("/v1/generate", "post", post(native::generate)),
+        ("/v1/tokenize", "post", post(native::tokenize)),
+        ("/v1/detokenize", "post", post(native::detokenize)),
+        ("/healthz", "get", get(native::healthz)),
+        ("/readyz", "get", get(native::readyz)),
+        ("/metrics", "get", get(render_metrics)),
+        ("/openapi.json", "get", get(openapi)),
+    ]
+}
+
+/// The router: the routes, a 404 in OpenAI's error shape for anything else, and the
+/// request-counting middleware around all of it.
 pub fn router(state: Arc<AppState>) -> Router {
     let metrics = Arc::clone(&state.metrics);
-    Router::new()
-        .route("/v1/chat/completions", post(openai::chat_completions))
-        .route("/v1/completions", post(openai::completions))
-        .route("/v1/models", get(openai::models))
-        .route("/v1/generate", post(native::generate))
-        .route("/v1/tokenize", post(native::tokenize))
-        .route("/v1/detokenize", post(native::detokenize))
-        .route("/healthz", get(native::healthz))
-        .route("/readyz", get(native::readyz))
-        .route("/metrics", get(render_metrics))
-        .route("/openapi.json", get(openapi))
+    routes()
+        .into_iter()
+        .fold(Router::new(), |r, (path, _, handler)| {
+            r.route(path, handler)
+        })
         .fallback(not_found)
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(
@@ -120,4 +137,28 @@ async fn openapi() -> impl IntoResponse {
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::not_found(format!("no route for {uri}; see /openapi.json"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn the_openapi_document_lists_exactly_the_routes() {
+        let doc: serde_json::Value = serde_json::from_str(super::OPENAPI).expect("valid JSON");
+        let documented: BTreeSet<(String, String)> = doc["paths"]
+            .as_object()
+            .expect("paths")
+            .iter()
+            .flat_map(|(path, ops)| {
+                let ops = ops.as_object().expect("operations");
+                ops.keys().map(move |m| (path.clone(), m.clone()))
+            })
+            .collect();
+        let served: BTreeSet<(String, String)> = super::routes()
+            .into_iter()
+            .map(|(p, m, _)| (p.to_owned(), m.to_owned()))
+            .collect();
+        assert_eq!(documented, served);
+    }
 }
