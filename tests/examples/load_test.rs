@@ -90,6 +90,10 @@ struct Args {
     /// `temperature` of every request.
     #[arg(long, default_value_t = 0.8)]
     temperature: f64,
+    /// Send `ignore_eos: true` (a textnlp/vLLM extension) so every request generates exactly
+    /// --max-tokens tokens, as `textnlp bench` and llama-batched-bench do.
+    #[arg(long)]
+    ignore_eos: bool,
     /// Sent as `Authorization: Bearer KEY`.
     #[arg(long)]
     api_key: Option<String>,
@@ -182,6 +186,9 @@ fn request_body(args: &Args, index: u64, prompt: &str) -> Value {
         "stream_options": {"include_usage": true},
     });
     let fields = body.as_object_mut().expect("a JSON object literal");
+    if args.ignore_eos {
+        fields.insert("ignore_eos".into(), json!(true));
+    }
     match args.endpoint {
         Endpoint::Chat => {
             fields.insert(
@@ -830,6 +837,7 @@ impl Report {
             "max_tokens": args.max_tokens,
             "prompt_len_words": args.prompt_len,
             "temperature": args.temperature,
+            "ignore_eos": args.ignore_eos,
             "seed": args.seed,
             "issued": self.issued,
             "completed": self.completed,

@@ -4,7 +4,8 @@
 //! - `tg128`: one sequence decodes 128 tokens one at a time from an empty cache;
 //! - `batched` (N = 1, 4, 16, 64): N sequences each prefill 128 tokens, then decode 128 tokens
 //!   together, one batched forward step per token; reported as aggregate generated tokens per
-//!   second over the decode phase (llama-batched-bench's S_TG).
+//!   second over the decode phase (llama-batched-bench's S_TG), and as `e2e_tokens_per_s` over
+//!   prefill + decode (the rate a server's clients see for the same work).
 //!
 //! Token ids are pseudo-random, as in llama-bench. Each test runs `--repetitions` times after
 //! one warm-up; the mean and standard deviation are printed.
@@ -47,7 +48,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 &[&tokens],
                 &mut Scratch::default(),
             )?;
-            Ok(512.0 / started.elapsed().as_secs_f64())
+            Ok((512.0 / started.elapsed().as_secs_f64(), None))
         },
     )?;
     report(
@@ -62,31 +63,45 @@ pub fn run(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// Runs one warm-up and `reps` timed runs of `f` (which returns tokens/s) and prints a line.
+/// Runs one warm-up and `reps` timed runs of `f` and prints a line. `f` returns tokens/s and,
+/// for the batched test, also the end-to-end rate (generated tokens over prefill + decode).
 fn report(
     mut info: serde_json::Value,
     reps: usize,
-    mut f: impl FnMut() -> Result<f64>,
+    mut f: impl FnMut() -> Result<(f64, Option<f64>)>,
 ) -> Result<()> {
     f()?;
-    let rates = (0..reps).map(|_| f()).collect::<Result<Vec<f64>>>()?;
-    let mean = rates.iter().sum::<f64>() / reps as f64;
-    let var = rates.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / reps as f64;
-    info["tokens_per_s"] = json!(mean);
+    let runs = (0..reps).map(|_| f()).collect::<Result<Vec<_>>>()?;
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let rates: Vec<f64> = runs.iter().map(|r| r.0).collect();
+    let m = mean(&rates);
+    let var = rates.iter().map(|r| (r - m).powi(2)).sum::<f64>() / reps as f64;
+    info["tokens_per_s"] = json!(m);
     info["stddev"] = json!(var.sqrt());
+    let e2e: Vec<f64> = runs.iter().filter_map(|r| r.1).collect();
+    if !e2e.is_empty() {
+        info["e2e_tokens_per_s"] = json!(mean(&e2e));
+    }
     info["repetitions"] = json!(reps);
     println!("{info}");
     Ok(())
 }
 
 /// `n` sequences prefill `n_prompt` tokens, then decode `n_gen` tokens together (greedy).
-/// Returns generated tokens per second over the decode phase.
-fn decode_rate(model: &Llama, n: usize, n_prompt: usize, n_gen: usize) -> Result<f64> {
+/// Returns generated tokens per second over the decode phase (llama-batched-bench's S_TG) and
+/// over prefill + decode (what a client of a server sees for the same work).
+fn decode_rate(
+    model: &Llama,
+    n: usize,
+    n_prompt: usize,
+    n_gen: usize,
+) -> Result<(f64, Option<f64>)> {
     let mut caches: Vec<KvCache> = (0..n).map(|_| model.new_cache()).collect();
     let mut scratch = Scratch::default();
     let mut next: Vec<Vec<u32>> = (0..n)
         .map(|i| bench_tokens(model, 1, i as u64 + 1))
         .collect();
+    let started = Instant::now();
     if n_prompt > 0 {
         let prompts: Vec<Vec<u32>> = (0..n)
             .map(|i| bench_tokens(model, n_prompt, i as u64 + 100))
@@ -100,7 +115,7 @@ fn decode_rate(model: &Llama, n: usize, n_prompt: usize, n_gen: usize) -> Result
         )?;
         pick_next(model, logits, &mut next);
     }
-    let started = Instant::now();
+    let decoding = Instant::now();
     for _ in 0..n_gen {
         let token_refs: Vec<&[u32]> = next.iter().map(Vec::as_slice).collect();
         let logits = step(
@@ -111,7 +126,9 @@ fn decode_rate(model: &Llama, n: usize, n_prompt: usize, n_gen: usize) -> Result
         )?;
         pick_next(model, logits, &mut next);
     }
-    Ok((n * n_gen) as f64 / started.elapsed().as_secs_f64())
+    let generated = (n * n_gen) as f64;
+    let e2e = (n_prompt > 0).then(|| generated / started.elapsed().as_secs_f64());
+    Ok((generated / decoding.elapsed().as_secs_f64(), e2e))
 }
 
 /// One batched forward step; returns the last-token logits of every sequence.

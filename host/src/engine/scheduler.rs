@@ -228,6 +228,7 @@ impl Engine {
             model,
             running: Vec::new(),
             scratch: Scratch::default(),
+            row: Vec::new(),
         };
         let thread = std::thread::Builder::new()
             .name("textnlp-engine".into())
@@ -379,6 +380,37 @@ impl Shared {
     }
 }
 
+/// Samples `seq`'s next token from its `logits` (copied into `row`, which the sampler may
+/// modify). `Some(Some(reason))`: it finished; `Some(None)`: its client went away.
+fn sample(
+    seq: &mut Sequence,
+    logits: &[f32],
+    row: &mut Vec<f32>,
+    stats: &EngineStats,
+) -> Option<Option<FinishReason>> {
+    row.clear();
+    row.extend_from_slice(logits);
+    for &(id, bias) in &seq.request.logit_bias {
+        row[id as usize] += bias;
+    }
+    // The sampler applies penalties in place; log-probabilities are of the unpenalised
+    // distribution, so they are taken first (only when asked for).
+    let top = seq.request.top_logprobs;
+    let unpenalised = top.map(|k| (k, row.clone()));
+    let id = seq.sampler.sample(row, &seq.tokens);
+    if seq.request.stop_tokens.contains(&id) {
+        return Some(Some(FinishReason::Stop));
+    }
+    let logprob = unpenalised.map(|(k, l)| token_logprob(&l, id, k));
+    seq.tokens.push(id);
+    seq.generated += 1;
+    stats.generated_tokens.fetch_add(1, Ordering::Relaxed);
+    if seq.events.send(Event::Token { id, logprob }).is_err() {
+        return Some(None);
+    }
+    (seq.generated == seq.request.max_tokens).then_some(Some(FinishReason::Length))
+}
+
 /// The state owned by the engine thread.
 struct Worker {
     shared: Arc<Shared>,
@@ -386,6 +418,8 @@ struct Worker {
     running: Vec<Sequence>,
     pool: KvPool,
     scratch: Scratch,
+    /// One sequence's logits, as the sampler modifies them.
+    row: Vec<f32>,
 }
 
 impl Worker {
@@ -507,14 +541,18 @@ impl Worker {
         let shared = Arc::clone(&self.shared);
         let stats = &shared.stats;
         stats.steps.fetch_add(1, Ordering::Relaxed);
-        let model = &self.model;
-        let scratch = &mut self.scratch;
+        let Worker {
+            model,
+            scratch,
+            row,
+            ..
+        } = self;
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            model.forward(&mut batch, scratch).map(<[f32]>::to_vec)
+            model.forward(&mut batch, scratch).map(drop)
         }));
         drop(batch);
         let logits = match result {
-            Ok(Ok(logits)) => logits,
+            Ok(Ok(())) => scratch.logits(),
             Ok(Err(err)) => return self.fail_step(&takes, &err.to_string()),
             Err(_) => return self.fail_step(&takes, "the forward step panicked"),
         };
@@ -527,10 +565,10 @@ impl Worker {
             }
             seq.fed += take;
         }
-        let n_vocab = self.model.config().n_vocab;
+        let n_vocab = model.config().n_vocab;
         let mut finished = Vec::new();
-        for (&i, row) in sampled.iter().zip(logits.chunks_exact(n_vocab)) {
-            if let Some(end) = self.sample(i, row) {
+        for (&i, logits) in sampled.iter().zip(logits.chunks_exact(n_vocab)) {
+            if let Some(end) = sample(&mut self.running[i], logits, row, stats) {
                 finished.push((i, end));
             }
         }
@@ -546,34 +584,6 @@ impl Worker {
             self.release(seq);
         }
         self.publish();
-    }
-
-    /// Samples sequence `i`'s next token from `row`. `Some(Some(reason))`: it finished;
-    /// `Some(None)`: its client went away.
-    fn sample(&mut self, i: usize, row: &[f32]) -> Option<Option<FinishReason>> {
-        let seq = &mut self.running[i];
-        let mut logits = row.to_vec();
-        for &(id, bias) in &seq.request.logit_bias {
-            logits[id as usize] += bias;
-        }
-        // The sampler applies penalties in place; log-probabilities are of the unpenalised
-        // distribution, so they need their own copy (only when asked for).
-        let unpenalised = seq.request.top_logprobs.map(|k| (k, logits.clone()));
-        let id = seq.sampler.sample(&mut logits, &seq.tokens);
-        if seq.request.stop_tokens.contains(&id) {
-            return Some(Some(FinishReason::Stop));
-        }
-        let logprob = unpenalised.map(|(k, l)| token_logprob(&l, id, k));
-        seq.tokens.push(id);
-        seq.generated += 1;
-        self.shared
-            .stats
-            .generated_tokens
-            .fetch_add(1, Ordering::Relaxed);
-        if seq.events.send(Event::Token { id, logprob }).is_err() {
-            return Some(None);
-        }
-        (seq.generated == seq.request.max_tokens).then_some(Some(FinishReason::Length))
     }
 
     /// Fails the sequences that took part in a failed step; the others go on.

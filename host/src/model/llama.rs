@@ -87,6 +87,13 @@ pub struct Scratch {
     matmul: MatmulScratch,
 }
 
+impl Scratch {
+    /// The logits the last successful [`Llama::forward`] returned.
+    pub fn logits(&self) -> &[f32] {
+        &self.logits
+    }
+}
+
 impl Llama {
     /// Loads the model in `file`, checking every tensor's presence, type and shape.
     pub fn load(file: GgufFile) -> Result<Self, ModelError> {

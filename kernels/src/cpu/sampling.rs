@@ -127,6 +127,11 @@ impl SamplingParams {
     fn is_greedy(&self) -> bool {
         self.temperature <= 0.0 || self.top_k == 1
     }
+
+    /// No filter removes any of `n` tokens: plain sampling from the tempered softmax.
+    fn is_unfiltered(&self, n: usize) -> bool {
+        (self.top_k == 0 || self.top_k >= n) && self.top_p >= 1.0 && self.min_p <= 0.0
+    }
 }
 
 /// One sequence's sampler: parameters plus the step counter that indexes its random stream.
@@ -160,6 +165,9 @@ impl Sampler {
         self.step += 1;
         if self.params.is_greedy() {
             return argmax(logits);
+        }
+        if self.params.is_unfiltered(logits.len()) {
+            return gumbel_argmax(logits, 1.0 / self.params.temperature, seed, step);
         }
         let keep = self.rank_kept(logits);
         let (_, token) = keep
@@ -282,6 +290,33 @@ pub fn argmax(logits: &[f32]) -> u32 {
     best as u32
 }
 
+/// An upper bound of [`gumbel`] over every value [`uniform`] returns: u ≤ 1 − 2⁻²⁴ gives
+/// −ln(−ln u) ≈ 16.6, rounded up so that f32 evaluation stays below it.
+const GUMBEL_MAX: f32 = 18.0;
+
+/// The token maximising z + g (z = logit / T, g its Gumbel noise) over the whole vocabulary —
+/// exactly what the ranked path computes with no filter, ties going to the larger z and then
+/// the smaller id — but with noise drawn only for tokens that can still win: one whose z is
+/// more than [`GUMBEL_MAX`] below the best score so far cannot. That is typically a few
+/// hundred tokens instead of the whole vocabulary.
+fn gumbel_argmax(logits: &[f32], inv_t: f32, seed: u64, step: u64) -> u32 {
+    let top = argmax(logits);
+    let z_top = logits[top as usize] * inv_t;
+    let (mut best_v, mut best_z, mut best_id) = (z_top + gumbel(seed, step, top), z_top, top);
+    let cut = best_v - GUMBEL_MAX;
+    for (id, &l) in (0u32..).zip(logits) {
+        let z = l * inv_t;
+        if z <= cut || id == top {
+            continue;
+        }
+        let v = z + gumbel(seed, step, id);
+        if v > best_v || (v == best_v && (z > best_z || (z == best_z && id < best_id))) {
+            (best_v, best_z, best_id) = (v, z, id);
+        }
+    }
+    best_id
+}
+
 /// Standard Gumbel noise from the counter-based stream `(seed, step, id)`.
 fn gumbel(seed: u64, step: u64, id: u32) -> f32 {
     let u = uniform(seed, step, id);
@@ -298,7 +333,9 @@ pub fn uniform(seed: u64, step: u64, id: u32) -> f32 {
         x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         x ^= x >> 31;
     }
-    ((x >> 40) as f32 + 0.5) / (1u64 << 24) as f32
+    // 23 bits: (k + 0.5) / 2^23 is exact in f32 for every k, so u never rounds to 1.0 (with
+    // 24 bits the largest k would, and its Gumbel noise would be +inf).
+    ((x >> 41) as f32 + 0.5) / (1u64 << 23) as f32
 }
 
 #[cfg(test)]
@@ -474,6 +511,53 @@ mod tests {
         ];
         for p in bad {
             assert!(p.validate().is_err(), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn unfiltered_fast_path_equals_ranking_every_token() {
+        let mut rng = 12345u64;
+        for trial in 0..200u64 {
+            let logits: Vec<f32> = (0..5000)
+                .map(|_| {
+                    rng = rng
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    // Wide, peaked logits as a language model gives, with some exact ties.
+                    ((rng >> 40) % 4000) as f32 / 100.0 - 20.0
+                })
+                .collect();
+            let t = [0.3f32, 0.8, 1.0, 1.7][trial as usize % 4];
+            let inv_t = 1.0 / t;
+            // Brute force in rank order (z descending, id ascending), first strict maximum.
+            let mut ranked: Vec<(f32, u32)> = (0u32..)
+                .zip(&logits)
+                .map(|(i, &l)| (l * inv_t, i))
+                .collect();
+            ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            let mut best = (f32::NEG_INFINITY, ranked[0].1);
+            for &(z, id) in &ranked {
+                let v = z + gumbel(trial, trial * 3, id);
+                if v > best.0 {
+                    best = (v, id);
+                }
+            }
+            assert_eq!(
+                gumbel_argmax(&logits, inv_t, trial, trial * 3),
+                best.1,
+                "trial {trial}"
+            );
+        }
+    }
+
+    #[test]
+    fn gumbel_bound_holds_at_the_extremes() {
+        let scale = (1u64 << 23) as f32;
+        for k in [0u64, (1 << 23) - 1] {
+            let u = (k as f32 + 0.5) / scale;
+            assert!(u > 0.0 && u < 1.0, "{u}");
+            let g = -(-u.ln()).ln();
+            assert!(g.is_finite() && g < GUMBEL_MAX, "{g}");
         }
     }
 
