@@ -198,6 +198,20 @@ def logprobs_chat_and_completions():
 
 
 @check
+def logit_bias_forces_and_bans_tokens():
+    ids = httpx.post(URL + "/v1/tokenize", json={"text": " banana", "add_special": False}).json()["tokens"]
+    piece = httpx.post(URL + "/v1/detokenize", json={"tokens": ids[:1]}).json()["text"]
+    r = client.completions.create(model=MODEL, prompt="Fruit:", max_tokens=3, seed=4,
+                                  logit_bias={str(ids[0]): 100}, extra_body={"ignore_eos": True})
+    assert r.choices[0].text == piece * 3, (r.choices[0].text, piece)
+    greedy = client.completions.create(model=MODEL, prompt="The capital of France is", max_tokens=1, temperature=0)
+    first = httpx.post(URL + "/v1/tokenize", json={"text": greedy.choices[0].text, "add_special": False}).json()["tokens"][0]
+    banned = client.completions.create(model=MODEL, prompt="The capital of France is", max_tokens=1,
+                                       temperature=0, logit_bias={str(first): -100})
+    assert banned.choices[0].text != greedy.choices[0].text, banned.choices[0].text
+
+
+@check
 def unknown_parameter_is_a_400_naming_it():
     expect_error(
         openai.BadRequestError,
