@@ -5,9 +5,11 @@
 //! matrix product, and attention reads each sequence's own cache. This is the step the engine
 //! schedules.
 
+use std::ops::Range;
+
 use rayon::prelude::*;
 use textnlp_kernels::TensorType;
-use textnlp_kernels::cpu::attention::{AttentionShape, attend_group};
+use textnlp_kernels::cpu::attention::{AttentionShape, attend_tile};
 use textnlp_kernels::cpu::matmul::{MatmulScratch, QMatrix, matmul};
 use textnlp_kernels::cpu::norm::{add_assign, rms_norm, swiglu};
 use textnlp_kernels::cpu::rope::Rope;
@@ -37,6 +39,31 @@ struct Layer {
     w_gate: Weight,
     w_up: Weight,
     w_down: Weight,
+}
+
+/// Tokens per attention tile: consecutive positions of one sequence that read the cache once.
+const ATTENTION_TILE: usize = 16;
+
+/// The step's token rows split into tiles: runs of consecutive positions of one sequence, at
+/// most [`ATTENTION_TILE`] long.
+fn attention_tiles(token_pos: &[(usize, usize)]) -> impl Iterator<Item = Range<usize>> + '_ {
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        if start == token_pos.len() {
+            return None;
+        }
+        let (seq, pos) = token_pos[start];
+        let mut end = start + 1;
+        while end < token_pos.len()
+            && end - start < ATTENTION_TILE
+            && token_pos[end] == (seq, pos + (end - start))
+        {
+            end += 1;
+        }
+        let tile = start..end;
+        start = end;
+        Some(tile)
+    })
 }
 
 /// A loaded Llama-architecture model. Weights stay in the memory-mapped file.
@@ -279,26 +306,44 @@ impl Llama {
         let group_width = shape.group() * c.head_dim;
         let caches: Vec<&KvCache> = batch.iter().map(|seq| &*seq.cache).collect();
         let (q, token_pos) = (&s.q, &s.token_pos);
-        resized(&mut s.attn, n * d)
-            .par_chunks_mut(group_width)
-            .enumerate()
-            .for_each_init(Vec::new, |scores, (i, out)| {
-                let (t, kv_head) = (i / c.n_head_kv, i % c.n_head_kv);
-                let (seq, pos) = token_pos[t];
-                let cache = caches[seq].layer(l);
-                let q = &q[t * d + kv_head * group_width..][..group_width];
-                attend_group(
-                    shape,
-                    q,
-                    &cache.keys,
-                    &cache.values,
-                    kv_head,
-                    pos + 1,
-                    scale,
-                    out,
-                    scores,
-                );
-            });
+        // Work items: (tile of consecutive tokens of one sequence, KV head), in parallel.
+        let work: Vec<(Range<usize>, usize)> = attention_tiles(token_pos)
+            .flat_map(|rows| (0..c.n_head_kv).map(move |h| (rows.clone(), h)))
+            .collect();
+        let outputs: Vec<Vec<f32>> = work
+            .par_iter()
+            .map_init(
+                || (Vec::new(), Vec::new()),
+                |(scores, q_tile), (rows, kv_head)| {
+                    let (seq, pos) = token_pos[rows.start];
+                    let cache = caches[seq].layer(l);
+                    q_tile.clear();
+                    for t in rows.clone() {
+                        q_tile
+                            .extend_from_slice(&q[t * d + kv_head * group_width..][..group_width]);
+                    }
+                    let mut out = vec![0.0; q_tile.len()];
+                    attend_tile(
+                        shape,
+                        q_tile,
+                        &cache.keys,
+                        &cache.values,
+                        *kv_head,
+                        pos + 1,
+                        scale,
+                        &mut out,
+                        scores,
+                    );
+                    out
+                },
+            )
+            .collect();
+        let attn = resized(&mut s.attn, n * d);
+        for ((rows, kv_head), out) in work.iter().zip(&outputs) {
+            for (t, o) in rows.clone().zip(out.chunks_exact(group_width)) {
+                attn[t * d + kv_head * group_width..][..group_width].copy_from_slice(o);
+            }
+        }
         self.project(&layer.wo, &s.attn, n, &mut s.proj, &mut s.matmul);
         add_assign(&mut s.x, &s.proj);
     }

@@ -26,24 +26,28 @@ impl AttentionShape {
     }
 }
 
-/// Attention of one GQA group for one query position.
+/// Attention of one GQA group for a tile of consecutive query positions of one sequence.
 ///
-/// - `q`: the group's query heads, `group · head_dim` floats;
-/// - `keys`, `values`: the cache, at least `n_ctx` rows of `shape.kv_dim()` values;
+/// - `q`: `tokens · group · head_dim` floats: for each token, the group's query heads;
+/// - `keys`, `values`: the cache, at least `first_ctx + tokens − 1` rows of `shape.kv_dim()`;
 /// - `kv_head`: which KV head of each row this group reads;
-/// - `out`: `group · head_dim` floats;
-/// - `scores`: scratch, resized as needed.
+/// - token `t` of the tile attends to cache positions `0..first_ctx + t` (the caller passes the
+///   first token's position + 1, which makes it causal);
+/// - `out`: like `q`; `scores`: scratch, resized as needed.
 ///
-/// The query attends to cache positions `0..n_ctx` (the caller passes its own position + 1,
-/// which makes it causal). Softmax is computed in f32 with the maximum subtracted.
+/// Each cached row is read once for the whole tile instead of once per token (prefill chunks
+/// are otherwise bound by re-reading the cache). Every query's arithmetic — its dot products,
+/// its softmax over exactly its own positions, its value sum in position order — is the same
+/// whatever the tile, so a token's output does not depend on how its sequence was chunked.
+/// Softmax is computed in f32 with the maximum subtracted.
 #[allow(clippy::too_many_arguments)]
-pub fn attend_group(
+pub fn attend_tile(
     shape: AttentionShape,
     q: &[f32],
     keys: &[f16],
     values: &[f16],
     kv_head: usize,
-    n_ctx: usize,
+    first_ctx: usize,
     scale: f32,
     out: &mut [f32],
     scores: &mut Vec<f32>,
@@ -55,21 +59,24 @@ pub fn attend_group(
         offset: kv_head * shape.head_dim,
         width: shape.head_dim,
     };
+    let tile = Tile {
+        group: shape.group(),
+        first_ctx,
+        scale,
+    };
     #[cfg(target_arch = "x86_64")]
     if x86::available() {
         // SAFETY: the CPU supports AVX2, FMA and F16C (checked above).
-        return unsafe { x86::attend(&rows, q, n_ctx, scale, out, scores) };
+        return unsafe { x86::attend(&rows, &tile, q, out, scores) };
     }
-    attend_with(
-        &rows,
-        q,
-        n_ctx,
-        scale,
-        out,
-        scores,
-        dot_portable,
-        axpy_portable,
-    )
+    attend_with(&rows, &tile, q, out, scores, dot_portable, axpy_portable)
+}
+
+/// The geometry of one [`attend_tile`] call.
+struct Tile {
+    group: usize,
+    first_ctx: usize,
+    scale: f32,
 }
 
 /// One KV head's slice of every cached row.
@@ -96,30 +103,46 @@ impl<'a> CacheRows<'a> {
 /// The algorithm, generic over the two inner loops (`dot(q, k)` and `acc += p · v`) so that
 /// each instruction set supplies its own.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 fn attend_with(
     rows: &CacheRows<'_>,
+    tile: &Tile,
     q: &[f32],
-    n_ctx: usize,
-    scale: f32,
     out: &mut [f32],
     scores: &mut Vec<f32>,
     dot: impl Fn(&[f32], &[f16]) -> f32,
     axpy: impl Fn(f32, &[f16], &mut [f32]),
 ) {
+    let width = rows.width;
+    let heads = q.len() / width;
+    let tokens = heads / tile.group;
+    if tokens == 0 {
+        return;
+    }
+    // Query i (token i / group) sees positions 0..ctx(i); row pos is seen by the tokens from
+    // first(pos) on.
+    let n_max = tile.first_ctx + tokens - 1;
+    let ctx = |i: usize| tile.first_ctx + i / tile.group;
+    let first = |pos: usize| (pos + 1).saturating_sub(tile.first_ctx) * tile.group;
     scores.clear();
-    scores.resize(n_ctx, 0.0);
-    for (qh, oh) in q
-        .chunks_exact(rows.width)
-        .zip(out.chunks_exact_mut(rows.width))
-    {
-        for (pos, s) in scores.iter_mut().enumerate() {
-            *s = dot(qh, rows.key(pos)) * scale;
+    scores.resize(heads * n_max, 0.0);
+    for pos in 0..n_max {
+        let key = rows.key(pos);
+        for i in first(pos)..heads {
+            scores[i * n_max + pos] = dot(&q[i * width..][..width], key) * tile.scale;
         }
-        softmax_in_place(scores);
-        oh.fill(0.0);
-        for (pos, &p) in scores.iter().enumerate() {
-            axpy(p, rows.value(pos), oh);
+    }
+    for i in 0..heads {
+        softmax_in_place(&mut scores[i * n_max..][..ctx(i)]);
+    }
+    out.fill(0.0);
+    for pos in 0..n_max {
+        let value = rows.value(pos);
+        for i in first(pos)..heads {
+            axpy(
+                scores[i * n_max + pos],
+                value,
+                &mut out[i * width..][..width],
+            );
         }
     }
 }
@@ -140,7 +163,7 @@ mod x86 {
 
     use half::f16;
 
-    use super::{CacheRows, attend_with};
+    use super::{CacheRows, Tile, attend_with};
 
     pub fn available() -> bool {
         static DETECTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
@@ -155,16 +178,15 @@ mod x86 {
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn attend(
         rows: &CacheRows<'_>,
+        tile: &Tile,
         q: &[f32],
-        n_ctx: usize,
-        scale: f32,
         out: &mut [f32],
         scores: &mut Vec<f32>,
     ) {
         // SAFETY (both closures): this function only runs where AVX2, FMA and F16C exist.
         let dot = |q: &[f32], k: &[f16]| unsafe { dot(q, k) };
         let axpy = |p: f32, v: &[f16], acc: &mut [f32]| unsafe { axpy(p, v, acc) };
-        attend_with(rows, q, n_ctx, scale, out, scores, dot, axpy)
+        attend_with(rows, tile, q, out, scores, dot, axpy)
     }
 
     /// Eight f16 values at `p` as f32.
@@ -279,7 +301,7 @@ mod tests {
         out
     }
 
-    /// Runs one kernel entry point over every group.
+    /// Runs one kernel entry point over every group of one query position.
     fn run(
         shape: AttentionShape,
         q: &[f32],
@@ -302,18 +324,22 @@ mod tests {
                     offset: kvh * shape.head_dim,
                     width: shape.head_dim,
                 };
+                let tile = Tile {
+                    group: shape.group(),
+                    first_ctx: n_ctx,
+                    scale,
+                };
                 attend_with(
                     &rows,
+                    &tile,
                     q,
-                    n_ctx,
-                    scale,
                     out,
                     &mut scratch,
                     dot_portable,
                     axpy_portable,
                 );
             } else {
-                attend_group(shape, q, k, v, kvh, n_ctx, scale, out, &mut scratch);
+                attend_tile(shape, q, k, v, kvh, n_ctx, scale, out, &mut scratch);
             }
         }
         got
@@ -345,6 +371,63 @@ mod tests {
                     assert!(
                         (a - b).abs() < 1e-5,
                         "head_dim {head_dim}, portable {portable}: {a} vs {b}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_tile_gives_each_token_exactly_its_single_token_result() {
+        let shape = AttentionShape {
+            n_head: 9,
+            n_kv_head: 3,
+            head_dim: 64,
+        };
+        let (gq, scale) = (shape.group() * shape.head_dim, 0.125);
+        let n_rows = 70;
+        let val = |i: usize, salt: usize| ((i * 7919 + salt * 104729) % 1000) as f32 / 250.0 - 2.0;
+        let k: Vec<f16> = (0..n_rows * shape.kv_dim())
+            .map(|i| f16::from_f32(val(i, 2)))
+            .collect();
+        let v: Vec<f16> = (0..n_rows * shape.kv_dim())
+            .map(|i| f16::from_f32(val(i, 3)))
+            .collect();
+        let mut scratch = Vec::new();
+        for (first_ctx, tokens) in [(1, 1), (1, 16), (5, 7), (40, 31), (70, 1)] {
+            for kvh in 0..shape.n_kv_head {
+                let q: Vec<f32> = (0..tokens * gq).map(|i| val(i, 10 + kvh)).collect();
+                let mut tiled = vec![0.0; q.len()];
+                attend_tile(
+                    shape,
+                    &q,
+                    &k,
+                    &v,
+                    kvh,
+                    first_ctx,
+                    scale,
+                    &mut tiled,
+                    &mut scratch,
+                );
+                for t in 0..tokens {
+                    let mut alone = vec![0.0; gq];
+                    let qt = &q[t * gq..][..gq];
+                    attend_tile(
+                        shape,
+                        qt,
+                        &k,
+                        &v,
+                        kvh,
+                        first_ctx + t,
+                        scale,
+                        &mut alone,
+                        &mut scratch,
+                    );
+                    let bits = |x: &[f32]| x.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(
+                        bits(&tiled[t * gq..][..gq]),
+                        bits(&alone),
+                        "ctx {first_ctx}, token {t}"
                     );
                 }
             }
