@@ -102,12 +102,35 @@ fn generate_json_reports_ids_text_and_speed() {
         out["prompt_ids"],
         serde_json::json!([504, 3575, 282, 4649, 314])
     );
-    // llama.cpp's greedy continuation (tests/golden/model/greedy_llamacpp_*.jsonl).
-    assert_eq!(
+    // llama.cpp's greedy continuation. Its two runs (f16 KV cache with flash attention, and
+    // f32 KV without) part at token 5, a near-tie; ours must follow one of them.
+    let continuations: Vec<(Value, &str)> = ["default", "f32kv"]
+        .iter()
+        .map(|run| {
+            let lines = std::fs::read_to_string(golden(&format!("greedy_llamacpp_{run}.jsonl")))
+                .expect("golden greedy file");
+            let case: Value = lines
+                .lines()
+                .map(|l| serde_json::from_str::<Value>(l).expect("JSON line"))
+                .find(|c| c["name"] == "plain_capital")
+                .expect("the plain_capital case");
+            let ids = Value::from(case["generated_ids"].as_array().unwrap()[..8].to_vec());
+            let text = if *run == "default" {
+                " Paris.\n\nThe United States has"
+            } else {
+                " Paris.\n\nThe answer is:"
+            };
+            (ids, text)
+        })
+        .collect();
+    assert!(
+        continuations
+            .iter()
+            .any(|(ids, text)| out["ids"] == *ids && out["text"] == *text),
+        "{} / {} matches neither llama.cpp run: {continuations:?}",
         out["ids"],
-        serde_json::json!([7042, 30, 198, 198, 504, 2988, 314, 42])
+        out["text"]
     );
-    assert_eq!(out["text"], " Paris.\n\nThe answer is:");
     assert!(out["tokens_per_s"].as_f64().unwrap() > 0.0);
     assert!(out["prompt_tokens_per_s"].as_f64().unwrap() > 0.0);
 }

@@ -183,10 +183,153 @@ mod x86 {
         out: &mut [f32],
         scores: &mut Vec<f32>,
     ) {
+        if rows.width.is_multiple_of(8) && rows.width <= MAX_WIDTH {
+            // SAFETY: forwarded; the width suits the blocked kernel.
+            return unsafe { attend_blocked(rows, tile, q, out, scores) };
+        }
         // SAFETY (both closures): this function only runs where AVX2, FMA and F16C exist.
         let dot = |q: &[f32], k: &[f16]| unsafe { dot(q, k) };
         let axpy = |p: f32, v: &[f16], acc: &mut [f32]| unsafe { axpy(p, v, acc) };
         attend_with(rows, tile, q, out, scores, dot, axpy)
+    }
+
+    /// Keys per score block: one 8-lane vector of dot products per query.
+    const KEYS: usize = 8;
+    /// Positions per value block (converted once, then summed into every query of the tile).
+    const VALUES: usize = 64;
+    /// Widest head the blocked kernel takes (its value accumulators live in 16 registers).
+    const MAX_WIDTH: usize = 128;
+
+    /// [`attend_with`]'s algorithm with the cache converted to f32 once per block of rows for
+    /// the whole tile: scores are computed 8 keys at a time per query (lane k = key k, reduced
+    /// with a fixed `hadd` tree, no per-dot horizontal sum), values are summed into register
+    /// accumulators in position order. A query's arithmetic depends only on its own inputs and
+    /// the fixed block grid (blocks start at multiples of 8 and 64), never on the tile.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn attend_blocked(
+        rows: &CacheRows<'_>,
+        tile: &Tile,
+        q: &[f32],
+        out: &mut [f32],
+        scores: &mut Vec<f32>,
+    ) {
+        let width = rows.width;
+        let heads = q.len() / width;
+        let tokens = heads / tile.group;
+        if tokens == 0 {
+            return;
+        }
+        let n_max = tile.first_ctx + tokens - 1;
+        let ctx = |i: usize| tile.first_ctx + i / tile.group;
+        let first = |pos: usize| (pos + 1).saturating_sub(tile.first_ctx) * tile.group;
+        // Scores, then the converted rows of the current block after them.
+        let (score_len, buf_len) = (heads * n_max, VALUES * width);
+        scores.clear();
+        scores.resize(score_len + buf_len, 0.0);
+        let (scores, buf) = scores.split_at_mut(score_len);
+        let scale = _mm256_set1_ps(tile.scale);
+        for blk in (0..n_max).step_by(KEYS) {
+            let nk = KEYS.min(n_max - blk);
+            // SAFETY: rows blk..blk+nk exist; buf holds KEYS rows of width floats.
+            unsafe { convert_rows(|p| rows.key(p), blk, nk, width, buf) };
+            buf[nk * width..KEYS * width].fill(0.0);
+            for i in first(blk)..heads {
+                // SAFETY: q holds `heads` rows of width floats; buf holds KEYS rows.
+                let dots = unsafe { dot8(q.as_ptr().add(i * width), buf.as_ptr(), width) };
+                let mut lanes = [0f32; KEYS];
+                // SAFETY: `lanes` holds 8 floats.
+                unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), _mm256_mul_ps(dots, scale)) };
+                scores[i * n_max + blk..][..nk].copy_from_slice(&lanes[..nk]);
+            }
+        }
+        for i in 0..heads {
+            super::softmax_in_place(&mut scores[i * n_max..][..ctx(i)]);
+        }
+        out.fill(0.0);
+        for blk in (0..n_max).step_by(VALUES) {
+            let nv = VALUES.min(n_max - blk);
+            // SAFETY: rows blk..blk+nv exist; buf holds VALUES rows.
+            unsafe { convert_rows(|p| rows.value(p), blk, nv, width, buf) };
+            for i in first(blk)..heads {
+                let end = (blk + nv).min(ctx(i));
+                let p = &scores[i * n_max + blk..i * n_max + end];
+                // SAFETY: out holds `heads` rows of width; buf holds the block's rows.
+                unsafe { accumulate(p, buf.as_ptr(), width, out.as_mut_ptr().add(i * width)) };
+            }
+        }
+    }
+
+    /// Rows `from..from + n` (via `row`) as f32, one after another, into `buf`.
+    #[target_feature(enable = "avx2,f16c")]
+    unsafe fn convert_rows<'a>(
+        row: impl Fn(usize) -> &'a [f16],
+        from: usize,
+        n: usize,
+        width: usize,
+        buf: &mut [f32],
+    ) {
+        for r in 0..n {
+            let src = row(from + r);
+            for c in (0..width).step_by(8) {
+                // SAFETY: width is a multiple of 8, within the row and within buf's row r.
+                unsafe {
+                    _mm256_storeu_ps(
+                        buf.as_mut_ptr().add(r * width + c),
+                        load8(src.as_ptr().add(c)),
+                    )
+                };
+            }
+        }
+    }
+
+    /// Lane k: dot(q, row k of the 8 rows at `keys`), each `width` floats.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn dot8(q: *const f32, keys: *const f32, width: usize) -> __m256 {
+        let mut acc = [_mm256_setzero_ps(); KEYS];
+        for c in (0..width).step_by(8) {
+            // SAFETY: the caller guarantees width floats at q and 8 rows of width at keys.
+            unsafe {
+                let qv = _mm256_loadu_ps(q.add(c));
+                for (k, a) in acc.iter_mut().enumerate() {
+                    *a = _mm256_fmadd_ps(qv, _mm256_loadu_ps(keys.add(k * width + c)), *a);
+                }
+            }
+        }
+        let h01 = _mm256_hadd_ps(acc[0], acc[1]);
+        let h23 = _mm256_hadd_ps(acc[2], acc[3]);
+        let h45 = _mm256_hadd_ps(acc[4], acc[5]);
+        let h67 = _mm256_hadd_ps(acc[6], acc[7]);
+        let h0123 = _mm256_hadd_ps(h01, h23);
+        let h4567 = _mm256_hadd_ps(h45, h67);
+        // Lanes 0..4: rows 0..4 over columns 0..4 of each 8 (low 128) and 4..8 (high 128).
+        let lo = _mm256_permute2f128_ps::<0x20>(h0123, h4567);
+        let hi = _mm256_permute2f128_ps::<0x31>(h0123, h4567);
+        _mm256_add_ps(lo, hi)
+    }
+
+    /// out += Σ_j p[j] · row j of `values` (rows of `width` floats), in order of j.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn accumulate(p: &[f32], values: *const f32, width: usize, out: *mut f32) {
+        let vectors = width / 8;
+        // SAFETY (whole body): out holds width floats; values holds p.len() rows of width.
+        unsafe {
+            let mut acc = [_mm256_setzero_ps(); MAX_WIDTH / 8];
+            for (v, a) in acc.iter_mut().enumerate().take(vectors) {
+                *a = _mm256_loadu_ps(out.add(8 * v));
+            }
+            for (j, &pj) in p.iter().enumerate() {
+                let pv = _mm256_set1_ps(pj);
+                let row = values.add(j * width);
+                for (v, a) in acc.iter_mut().enumerate().take(vectors) {
+                    *a = _mm256_fmadd_ps(pv, _mm256_loadu_ps(row.add(8 * v)), *a);
+                }
+            }
+            for (v, a) in acc.iter().enumerate().take(vectors) {
+                _mm256_storeu_ps(out.add(8 * v), *a);
+            }
+        }
     }
 
     /// Eight f16 values at `p` as f32.
