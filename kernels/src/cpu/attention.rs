@@ -79,6 +79,26 @@ struct Tile {
     scale: f32,
 }
 
+impl Tile {
+    /// For queries of `width` floats in `q_len` floats: the number of query heads and of cache
+    /// positions the tile reads, or `None` when it holds no token.
+    fn span(&self, q_len: usize, width: usize) -> Option<(usize, usize)> {
+        let heads = q_len / width;
+        let tokens = heads / self.group;
+        (tokens > 0).then(|| (heads, self.first_ctx + tokens - 1))
+    }
+
+    /// Query head `i` (of token i / group) attends to positions `0..ctx(i)`.
+    fn ctx(&self, i: usize) -> usize {
+        self.first_ctx + i / self.group
+    }
+
+    /// The first query head that sees position `pos` (all later ones do too).
+    fn first(&self, pos: usize) -> usize {
+        (pos + 1).saturating_sub(self.first_ctx) * self.group
+    }
+}
+
 /// One KV head's slice of every cached row.
 struct CacheRows<'a> {
     keys: &'a [f16],
@@ -113,16 +133,10 @@ fn attend_with(
     axpy: impl Fn(f32, &[f16], &mut [f32]),
 ) {
     let width = rows.width;
-    let heads = q.len() / width;
-    let tokens = heads / tile.group;
-    if tokens == 0 {
+    let Some((heads, n_max)) = tile.span(q.len(), width) else {
         return;
-    }
-    // Query i (token i / group) sees positions 0..ctx(i); row pos is seen by the tokens from
-    // first(pos) on.
-    let n_max = tile.first_ctx + tokens - 1;
-    let ctx = |i: usize| tile.first_ctx + i / tile.group;
-    let first = |pos: usize| (pos + 1).saturating_sub(tile.first_ctx) * tile.group;
+    };
+    let (ctx, first) = (|i| tile.ctx(i), |pos| tile.first(pos));
     scores.clear();
     scores.resize(heads * n_max, 0.0);
     for pos in 0..n_max {
@@ -214,14 +228,10 @@ mod x86 {
         scores: &mut Vec<f32>,
     ) {
         let width = rows.width;
-        let heads = q.len() / width;
-        let tokens = heads / tile.group;
-        if tokens == 0 {
+        let Some((heads, n_max)) = tile.span(q.len(), width) else {
             return;
-        }
-        let n_max = tile.first_ctx + tokens - 1;
-        let ctx = |i: usize| tile.first_ctx + i / tile.group;
-        let first = |pos: usize| (pos + 1).saturating_sub(tile.first_ctx) * tile.group;
+        };
+        let (ctx, first) = (|i| tile.ctx(i), |pos| tile.first(pos));
         // Scores, then the converted rows of the current block after them.
         let (score_len, buf_len) = (heads * n_max, VALUES * width);
         scores.clear();
