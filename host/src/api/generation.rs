@@ -59,12 +59,6 @@ pub fn choice_seed(seed: u64, i: usize) -> u64 {
     z ^ (z >> 31)
 }
 
-/// A fresh seed from the OS-seeded hasher (different every call).
-pub fn fresh_seed() -> u64 {
-    use std::hash::{BuildHasher, RandomState};
-    RandomState::new().hash_one(std::time::SystemTime::now())
-}
-
 struct ChoiceState {
     text: TextStream,
     tokens: usize,

@@ -13,8 +13,9 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
-use super::generation::{ChoiceSpec, Run, Update, choice_seed, fresh_seed};
+use super::generation::{ChoiceSpec, Run, Update, choice_seed};
 use super::params::{Body, Generation};
+use crate::engine::fresh_seed;
 use crate::plugins::ChatMessage;
 
 /// Largest batch of prompts one `/v1/generate` call takes.

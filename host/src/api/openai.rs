@@ -16,8 +16,9 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::AppState;
 use super::error::ApiError;
-use super::generation::{ChoiceSpec, LogprobEntry, Run, Update, choice_seed, fresh_seed};
+use super::generation::{ChoiceSpec, LogprobEntry, Run, Update, choice_seed};
 use super::params::{Body, GENERATION_KEYS, Generation};
+use crate::engine::fresh_seed;
 use crate::plugins::ChatMessage;
 
 /// The two response flavours.

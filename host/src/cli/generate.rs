@@ -8,7 +8,7 @@ use serde_json::json;
 use textnlp_kernels::cpu::sampling::SamplingParams;
 
 use super::ModelArgs;
-use crate::engine::{GenerateRequest, generate};
+use crate::engine::{GenerateRequest, fresh_seed, generate};
 use crate::plugins::ChatMessage;
 
 #[derive(Debug, Args)]
@@ -117,10 +117,4 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         writeln!(stdout)?;
     }
     Ok(())
-}
-
-/// A seed from the OS's hash randomness (no extra dependency needed for 64 random bits).
-fn fresh_seed() -> u64 {
-    use std::hash::{BuildHasher, RandomState};
-    RandomState::new().hash_one(std::time::SystemTime::now())
 }

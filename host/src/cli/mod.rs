@@ -6,16 +6,16 @@ mod logits;
 mod perplexity;
 mod serve;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use crate::model::Llama;
 use crate::model::gguf::GgufFile;
-use crate::model::vocab::vocabulary_from_gguf;
+use crate::model::vocab::{Vocabulary, vocabulary_from_gguf};
 use crate::paths;
-use crate::plugins::{PluginRuntime, TokenizerPlugin};
+use crate::plugins::{PluginError, PluginRuntime, TokenizerPlugin};
 
 /// textnlp: a WebAssembly-plugin model host for synthetic text data.
 #[derive(Debug, Parser)]
@@ -78,27 +78,51 @@ impl ModelArgs {
     }
 
     fn load_tokenizer(&self, file: &GgufFile) -> Result<(PluginRuntime, TokenizerPlugin)> {
+        let source = self.tokenizer_source(file)?;
+        let tokenizer = source.load()?;
+        Ok((source.runtime, tokenizer))
+    }
+
+    /// What loading instances of the tokenizer plugin for `file` needs.
+    fn tokenizer_source(&self, file: &GgufFile) -> Result<TokenizerSource> {
         let plugin = self
             .tokenizer_plugin
             .clone()
             .unwrap_or_else(paths::tokenizer_plugin);
-        load_tokenizer(file, &plugin)
+        if !plugin.exists() {
+            anyhow::bail!(
+                "tokenizer plugin {} not found (run scripts/setup.sh, or pass --tokenizer-plugin)",
+                plugin.display()
+            );
+        }
+        let vocab =
+            vocabulary_from_gguf(file.metadata()).context("reading the model's vocabulary")?;
+        let runtime = PluginRuntime::new().context("starting the plugin runtime")?;
+        Ok(TokenizerSource {
+            runtime,
+            plugin,
+            vocab,
+        })
     }
 }
 
-/// Loads a tokenizer plugin with the vocabulary of `file`.
-fn load_tokenizer(file: &GgufFile, plugin: &Path) -> Result<(PluginRuntime, TokenizerPlugin)> {
-    if !plugin.exists() {
-        anyhow::bail!(
-            "tokenizer plugin {} not found (run scripts/setup.sh, or pass --tokenizer-plugin)",
-            plugin.display()
-        );
+/// A tokenizer plugin component with the vocabulary of one model: loads instances of it.
+struct TokenizerSource {
+    runtime: PluginRuntime,
+    plugin: PathBuf,
+    vocab: Vocabulary,
+}
+
+impl TokenizerSource {
+    /// A new instance (the plugin's own error, for callers that keep loading instances).
+    fn instance(&self) -> Result<TokenizerPlugin, PluginError> {
+        TokenizerPlugin::load(&self.runtime, &self.plugin, self.vocab.clone())
     }
-    let vocab = vocabulary_from_gguf(file.metadata()).context("reading the model's vocabulary")?;
-    let runtime = PluginRuntime::new().context("starting the plugin runtime")?;
-    let tokenizer = TokenizerPlugin::load(&runtime, plugin, vocab)
-        .with_context(|| format!("loading tokenizer plugin {}", plugin.display()))?;
-    Ok((runtime, tokenizer))
+
+    fn load(&self) -> Result<TokenizerPlugin> {
+        self.instance()
+            .with_context(|| format!("loading tokenizer plugin {}", self.plugin.display()))
+    }
 }
 
 impl Cli {

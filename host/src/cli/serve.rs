@@ -15,9 +15,7 @@ use crate::api::metrics::Metrics;
 use crate::api::text::TokenizerPool;
 use crate::api::{AppState, router};
 use crate::engine::{Engine, EngineConfig, Event, Request};
-use crate::model::vocab::vocabulary_from_gguf;
-use crate::paths;
-use crate::plugins::{PluginRuntime, TokenizerPlugin};
+use crate::model::Llama;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -62,7 +60,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .init();
     let model_path = args.model.model_path();
     let model = Arc::new(args.model.load_model()?);
-    let tokenizers = tokenizer_pool(&args)?;
+    let tokenizers = tokenizer_pool(&args, &model)?;
     let model_id = model_path
         .file_stem()
         .map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned());
@@ -104,22 +102,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
     Ok(())
 }
 
-fn tokenizer_pool(args: &ServeArgs) -> Result<TokenizerPool> {
-    let file = args.model.open_file()?;
-    let vocab = vocabulary_from_gguf(file.metadata()).context("reading the model's vocabulary")?;
-    let plugin = args
-        .model
-        .tokenizer_plugin
-        .clone()
-        .unwrap_or_else(paths::tokenizer_plugin);
-    if !plugin.exists() {
-        anyhow::bail!(
-            "tokenizer plugin {} not found (run scripts/setup.sh, or pass --tokenizer-plugin)",
-            plugin.display()
-        );
-    }
-    let runtime = PluginRuntime::new().context("starting the plugin runtime")?;
-    let loader = Box::new(move || TokenizerPlugin::load(&runtime, &plugin, vocab.clone()));
+fn tokenizer_pool(args: &ServeArgs, model: &Llama) -> Result<TokenizerPool> {
+    let source = args.model.tokenizer_source(model.file())?;
+    let loader = Box::new(move || source.instance());
     TokenizerPool::new(loader, args.tokenizer_instances as usize)
         .context("loading the tokenizer plugin")
 }

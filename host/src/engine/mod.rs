@@ -9,7 +9,7 @@ mod logprobs;
 mod request;
 pub mod scheduler;
 
-pub use request::{Event, FinishReason, Request, SubmitError, TokenLogprob};
+pub use request::{Event, FinishReason, Request, SubmitError, TokenLogprob, fresh_seed};
 pub use scheduler::{Engine, EngineConfig, EngineHandle, EngineStats};
 
 use std::time::{Duration, Instant};

@@ -87,3 +87,9 @@ pub enum SubmitError {
     #[error("the server is shutting down")]
     ShuttingDown,
 }
+
+/// A fresh random seed (from the OS-seeded hasher), for requests that do not give one.
+pub fn fresh_seed() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::time::SystemTime::now())
+}

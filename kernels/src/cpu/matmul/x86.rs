@@ -232,6 +232,30 @@ macro_rules! block_bytes {
     };
 }
 
+/// `scales8`, `scales_rows` and `scale_rows` of a K-quant whose block starts with `d`, `dmin`
+/// and the 12 bytes of packed 6-bit scales and mins (Q4_K, Q5_K).
+macro_rules! k4_scales {
+    () => {
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[inline]
+        unsafe fn scales8(self, blk: usize) -> [__m256; 2] {
+            // SAFETY: block `blk` (BYTES bytes) is in the row.
+            unsafe { k4_scales8(self.0.add(Self::BYTES * blk)) }
+        }
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[inline]
+        unsafe fn scales_rows(self, rows: &RowOffsets, blk: usize) -> K4Rows {
+            // SAFETY: block `blk` (BYTES bytes) is in each row.
+            unsafe { k4_scales_rows(self.0.add(Self::BYTES * blk), rows) }
+        }
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[inline]
+        unsafe fn scale_rows(s: &K4Rows, g: usize, _: usize) -> [__m256; 2] {
+            k4_scale_rows(s, g)
+        }
+    };
+}
+
 /// `BYTES`, `row`, `scales1` and `scales_rows` of a 32-element block type with `d` (and `m`)
 /// at byte 0.
 macro_rules! scales32 {
@@ -451,23 +475,7 @@ impl Decoder for Q4KDec {
     block_bytes!(144);
     type RowScales = K4Rows;
     const AFFINE: bool = true;
-    #[target_feature(enable = "avx2,fma,f16c")]
-    #[inline]
-    unsafe fn scales8(self, blk: usize) -> [__m256; 2] {
-        // SAFETY: block `blk` (144 bytes) is in the row.
-        unsafe { k4_scales8(self.0.add(Self::BYTES * blk)) }
-    }
-    #[target_feature(enable = "avx2,fma,f16c")]
-    #[inline]
-    unsafe fn scales_rows(self, rows: &RowOffsets, blk: usize) -> K4Rows {
-        // SAFETY: block `blk` (144 bytes) is in each row.
-        unsafe { k4_scales_rows(self.0.add(Self::BYTES * blk), rows) }
-    }
-    #[target_feature(enable = "avx2,fma,f16c")]
-    #[inline]
-    unsafe fn scale_rows(s: &K4Rows, g: usize, _: usize) -> [__m256; 2] {
-        k4_scale_rows(s, g)
-    }
+    k4_scales!();
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
     unsafe fn group(self, blk: usize, g: usize) -> __m256i {
@@ -483,23 +491,7 @@ impl Decoder for Q5KDec {
     block_bytes!(176);
     type RowScales = K4Rows;
     const AFFINE: bool = true;
-    #[target_feature(enable = "avx2,fma,f16c")]
-    #[inline]
-    unsafe fn scales8(self, blk: usize) -> [__m256; 2] {
-        // SAFETY: block `blk` (176 bytes) is in the row.
-        unsafe { k4_scales8(self.0.add(Self::BYTES * blk)) }
-    }
-    #[target_feature(enable = "avx2,fma,f16c")]
-    #[inline]
-    unsafe fn scales_rows(self, rows: &RowOffsets, blk: usize) -> K4Rows {
-        // SAFETY: block `blk` (176 bytes) is in each row.
-        unsafe { k4_scales_rows(self.0.add(Self::BYTES * blk), rows) }
-    }
-    #[target_feature(enable = "avx2,fma,f16c")]
-    #[inline]
-    unsafe fn scale_rows(s: &K4Rows, g: usize, _: usize) -> [__m256; 2] {
-        k4_scale_rows(s, g)
-    }
+    k4_scales!();
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
     unsafe fn group(self, blk: usize, g: usize) -> __m256i {
