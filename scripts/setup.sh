@@ -26,9 +26,12 @@ build_plugins() {
   log "building first-party plugins (wasm32-wasip2)"
   (cd plugins && cargo build --release --target wasm32-wasip2 --quiet)
   mkdir -p "$TEXTNLP_HOME/plugins"
-  for wasm in plugins/target/wasm32-wasip2/release/*.wasm; do
-    name="$(basename "$wasm" .wasm)"
-    install -m 0644 "$wasm" "$TEXTNLP_HOME/plugins/${name//_/-}.wasm"
+  # Only the first-party plugins (plugins/<crate>/); the hostile test components under
+  # tests/plugins/ are built by the same workspace but never installed.
+  for manifest in plugins/*/Cargo.toml; do
+    name="$(basename "$(dirname "$manifest")")"
+    wasm="plugins/target/wasm32-wasip2/release/${name//-/_}.wasm"
+    if [ -f "$wasm" ]; then install -m 0644 "$wasm" "$TEXTNLP_HOME/plugins/$name.wasm"; fi
   done
 }
 

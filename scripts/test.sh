@@ -30,5 +30,11 @@ cargo clippy --release --workspace --all-targets -- -D warnings
 step "plugin lints (cd plugins && cargo clippy --release --target wasm32-wasip2 -- -D warnings)"
 (cd plugins && cargo clippy --release --target wasm32-wasip2 -- -D warnings)
 
+# The SDK's and the first-party plugins' pure logic also runs natively (the tokenizer
+# plugin's is covered end to end by host/tests/tokenizer_plugin.rs).
+step "plugin unit tests (cd plugins && cargo test -p textnlp-plugin-sdk -p validator-length -p strategy-template -p provider-openai)"
+(cd plugins && cargo test --features textnlp-plugin-sdk/http \
+  -p textnlp-plugin-sdk -p validator-length -p strategy-template -p provider-openai)
+
 CURRENT=""
 printf '\ntest: all steps passed\n' >&2

@@ -32,3 +32,8 @@ pub fn default_model() -> PathBuf {
 pub fn tokenizer_plugin() -> PathBuf {
     home().join("plugins").join(TOKENIZER_PLUGIN_FILE)
 }
+
+/// The host's own state (the plugin registry's database).
+pub fn state_dir() -> PathBuf {
+    home().join("state")
+}

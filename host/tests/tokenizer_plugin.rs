@@ -319,6 +319,7 @@ fn a_tiny_memory_limit_is_a_clean_error() {
             Err(PluginError::Trap {
                 kind: TrapKind::OutOfMemory,
                 message,
+                ..
             }) => assert!(message.contains("memory limit"), "{message}"),
             other => panic!("expected out-of-memory with {memory_bytes} bytes, got {other:?}"),
         }
@@ -351,6 +352,7 @@ fn a_runaway_call_times_out_and_poisons_the_instance() {
         Err(PluginError::Trap {
             kind: TrapKind::Timeout,
             message,
+            ..
         }) => assert!(message.contains("deadline"), "{message}"),
         other => panic!("expected a timeout, got {:?}", other.map(|ids| ids.len())),
     }

@@ -11,8 +11,8 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use super::AppState;
 use super::error::ApiError;
 use super::params::Generation;
-use super::text::TextStream;
 use crate::engine::{Event, FinishReason, Request, TokenLogprob};
+use crate::text::TextStream;
 
 /// One sequence to run: a prompt and its choice index in the response.
 pub struct ChoiceSpec {

@@ -1,5 +1,5 @@
 //! The HTTP API (axum): OpenAI-compatible routes, native routes, metrics and the OpenAPI
-//! document. Handlers parse and check requests, the engine generates, [`text`] turns ids
+//! document. Handlers parse and check requests, the engine generates, [`crate::text`] turns ids
 //! into text.
 //!
 //! - [`openai`]: `/v1/chat/completions`, `/v1/completions`, `/v1/models`;
@@ -14,7 +14,6 @@ pub mod metrics;
 mod native;
 mod openai;
 mod params;
-pub mod text;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -27,9 +26,9 @@ use axum::routing::{get, post};
 use sha2::{Digest, Sha256};
 
 use crate::engine::EngineHandle;
+use crate::text::TokenizerPool;
 use error::ApiError;
 use metrics::Metrics;
-use text::TokenizerPool;
 
 /// Everything the handlers share.
 pub struct AppState {

@@ -4,6 +4,7 @@ mod bench;
 mod generate;
 mod logits;
 mod perplexity;
+mod plugin;
 mod serve;
 
 use std::path::PathBuf;
@@ -43,6 +44,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Serve the OpenAI-compatible and native HTTP API.
     Serve(serve::ServeArgs),
+    /// Install, list, inspect and remove plugins, or start a new one.
+    Plugin(plugin::PluginArgs),
 }
 
 /// Which model and tokenizer plugin to use.
@@ -140,6 +143,7 @@ impl Cli {
             Command::Logits(args) => logits::run(args),
             Command::Bench(args) => bench::run(args),
             Command::Serve(args) => serve::run(args),
+            Command::Plugin(args) => plugin::run(args),
         }
     }
 }

@@ -12,10 +12,10 @@ use textnlp_kernels::cpu::sampling::SamplingParams;
 
 use super::ModelArgs;
 use crate::api::metrics::Metrics;
-use crate::api::text::TokenizerPool;
 use crate::api::{AppState, router};
 use crate::engine::{Engine, EngineConfig, Event, Request};
 use crate::model::Llama;
+use crate::text::TokenizerPool;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {

@@ -8,9 +8,12 @@ mod kv_pool;
 mod logprobs;
 mod request;
 pub mod scheduler;
+mod session;
 
 pub use request::{Event, FinishReason, Request, SubmitError, TokenLogprob, fresh_seed};
 pub use scheduler::{Engine, EngineConfig, EngineHandle, EngineStats};
+pub(crate) use session::recv_until;
+pub use session::{SessionError, SessionHandle};
 
 use std::time::{Duration, Instant};
 

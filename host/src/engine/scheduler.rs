@@ -103,7 +103,45 @@ struct Shared {
 
 struct Waiting {
     request: Request,
-    events: UnboundedSender<Event>,
+    sink: Sink,
+}
+
+/// Where a sequence's results go.
+pub(super) enum Sink {
+    /// A generation request: sampled tokens stream out as events.
+    Events(UnboundedSender<Event>),
+    /// A plugin's model session ([`super::session`]): nothing is sampled; after each append
+    /// the logits of the last position go back to the session handle.
+    Session {
+        id: u64,
+        replies: UnboundedSender<SessionReply>,
+    },
+}
+
+/// The answer to one session append: the last position's logits, or why it failed.
+pub(super) type SessionReply = Result<Vec<f32>, String>;
+
+impl Sink {
+    /// Nobody listens any more (a dropped receiver or session handle).
+    fn is_closed(&self) -> bool {
+        match self {
+            Sink::Events(events) => events.is_closed(),
+            Sink::Session { replies, .. } => replies.is_closed(),
+        }
+    }
+
+    fn fail(&self, why: &str) {
+        let _ = match self {
+            Sink::Events(events) => events.send(Event::Failed(why.to_owned())).is_ok(),
+            Sink::Session { replies, .. } => replies.send(Err(why.to_owned())).is_ok(),
+        };
+    }
+}
+
+/// Tokens for a running session, queued by its handle.
+pub(super) struct Append {
+    pub(super) session: u64,
+    pub(super) tokens: Vec<u32>,
 }
 
 /// Requests waiting for admission, per client, with each client's virtual token counter.
@@ -111,6 +149,8 @@ struct Waiting {
 struct Queue {
     clients: HashMap<String, ClientQueue>,
     len: usize,
+    /// Appends to running sessions, applied by the engine thread before its next step.
+    appends: Vec<Append>,
 }
 
 #[derive(Default)]
@@ -173,7 +213,7 @@ impl Queue {
 /// A running sequence.
 struct Sequence {
     request: Request,
-    events: UnboundedSender<Event>,
+    sink: Sink,
     cache: KvCache,
     /// Prompt then generated tokens.
     tokens: Vec<u32>,
@@ -263,8 +303,18 @@ impl EngineHandle {
     /// Queues a request; its events arrive on the returned receiver. Dropping the receiver
     /// cancels the sequence at the next step.
     pub fn submit(&self, request: Request) -> Result<UnboundedReceiver<Event>, SubmitError> {
-        let s = &self.shared;
         self.check(&request)?;
+        if request.max_tokens == 0 {
+            return Err(SubmitError::NoTokens);
+        }
+        let (events, receiver) = unbounded_channel();
+        self.enqueue(request, Sink::Events(events))?;
+        Ok(receiver)
+    }
+
+    /// Queues a request whose results go to `sink`, within the queue bounds.
+    pub(super) fn enqueue(&self, request: Request, sink: Sink) -> Result<(), SubmitError> {
+        let s = &self.shared;
         let mut queue = s.lock_queue();
         let waiting = queue.len;
         if waiting >= s.config.max_waiting {
@@ -283,24 +333,36 @@ impl EngineHandle {
                 retry_after: self.retry_after(waiting),
             });
         }
-        let (events, receiver) = unbounded_channel();
-        queue.push(Waiting { request, events });
+        queue.push(Waiting { request, sink });
         s.stats.waiting.store(queue.len, Ordering::Relaxed);
         drop(queue);
         s.wake.notify_one();
-        Ok(receiver)
+        Ok(())
     }
 
-    fn check(&self, r: &Request) -> Result<(), SubmitError> {
+    /// Queues tokens for a running session; the engine feeds them at its next step.
+    pub(super) fn append(&self, append: Append) {
+        self.shared.lock_queue().appends.push(append);
+        self.shared.wake.notify_one();
+    }
+
+    /// Wakes the engine thread (a session closed: its KV can be freed).
+    pub(super) fn wake(&self) {
+        self.shared.wake.notify_one();
+    }
+
+    /// The vocabulary size of the engine's model.
+    pub fn n_vocab(&self) -> usize {
+        self.shared.n_vocab
+    }
+
+    pub(super) fn check(&self, r: &Request) -> Result<(), SubmitError> {
         let s = &self.shared;
         if s.draining.load(Ordering::SeqCst) {
             return Err(SubmitError::ShuttingDown);
         }
         if r.prompt.is_empty() {
             return Err(SubmitError::EmptyPrompt);
-        }
-        if r.max_tokens == 0 {
-            return Err(SubmitError::NoTokens);
         }
         let n_vocab = s.n_vocab;
         let bad_id = r
@@ -395,6 +457,9 @@ fn sample(
     }
     // The sampler applies penalties in place; log-probabilities are of the unpenalised
     // distribution, so they are taken first (only when asked for).
+    let Sink::Events(events) = &seq.sink else {
+        return None;
+    };
     let top = seq.request.top_logprobs;
     let unpenalised = top.map(|k| (k, row.clone()));
     let id = seq.sampler.sample(row, &seq.tokens);
@@ -405,7 +470,7 @@ fn sample(
     seq.tokens.push(id);
     seq.generated += 1;
     stats.generated_tokens.fetch_add(1, Ordering::Relaxed);
-    if seq.events.send(Event::Token { id, logprob }).is_err() {
+    if events.send(Event::Token { id, logprob }).is_err() {
         return Some(None);
     }
     (seq.generated == seq.request.max_tokens).then_some(Some(FinishReason::Length))
@@ -431,7 +496,7 @@ impl Worker {
             }
             self.retire_cancelled();
             self.admit();
-            if self.running.is_empty() {
+            if !self.running.iter().any(|seq| seq.pending() > 0) {
                 self.wait_for_work();
                 continue;
             }
@@ -439,9 +504,13 @@ impl Worker {
         }
     }
 
+    /// Sleeps until a request or an append arrives (or 100 ms pass). With sessions idle in
+    /// the batch, waiting requests that `admit` just left in the queue cannot be admitted
+    /// either, until a session closes (which also wakes the engine).
     fn wait_for_work(&self) {
         let queue = self.shared.lock_queue();
-        if queue.len == 0 && !self.shared.abort.load(Ordering::SeqCst) {
+        let stuck = queue.len == 0 || !self.running.is_empty();
+        if queue.appends.is_empty() && stuck && !self.shared.abort.load(Ordering::SeqCst) {
             let _ = self
                 .shared
                 .wake
@@ -453,9 +522,11 @@ impl Worker {
     fn retire_cancelled(&mut self) {
         let mut i = 0;
         while i < self.running.len() {
-            if self.running[i].events.is_closed() {
+            if self.running[i].sink.is_closed() {
                 let seq = self.running.swap_remove(i);
-                self.shared.stats.cancelled.fetch_add(1, Ordering::Relaxed);
+                if matches!(seq.sink, Sink::Events(_)) {
+                    self.shared.stats.cancelled.fetch_add(1, Ordering::Relaxed);
+                }
                 self.release(seq);
             } else {
                 i += 1;
@@ -471,7 +542,7 @@ impl Worker {
                 break;
             };
             let w = queue.peek(&client).expect("next_client has waiting work");
-            if w.events.is_closed() {
+            if w.sink.is_closed() {
                 queue.pop(&client);
                 continue;
             }
@@ -490,13 +561,33 @@ impl Worker {
                 reserved: need,
                 started: Instant::now(),
                 cache,
-                events: w.events,
+                sink: w.sink,
                 request: w.request,
             });
         }
         s.stats.waiting.store(queue.len, Ordering::Relaxed);
+        let appends = std::mem::take(&mut queue.appends);
         drop(queue);
+        for append in appends {
+            self.apply(append);
+        }
         self.publish();
+    }
+
+    /// Adds appended tokens to their session (gone already: the tokens are dropped, and the
+    /// handle sees its reply channel closed).
+    fn apply(&mut self, append: Append) {
+        let session = self
+            .running
+            .iter_mut()
+            .find(|seq| matches!(seq.sink, Sink::Session { id, .. } if id == append.session));
+        let Some(seq) = session else { return };
+        if seq.tokens.len() + append.tokens.len() > seq.reserved {
+            // The handle checks capacity first; this only guards the reservation.
+            seq.sink.fail("the session's capacity is exceeded");
+            return;
+        }
+        seq.tokens.extend(append.tokens);
     }
 
     fn publish(&self) {
@@ -568,7 +659,16 @@ impl Worker {
         let n_vocab = model.config().n_vocab;
         let mut finished = Vec::new();
         for (&i, logits) in sampled.iter().zip(logits.chunks_exact(n_vocab)) {
-            if let Some(end) = sample(&mut self.running[i], logits, row, stats) {
+            let seq = &mut self.running[i];
+            let end = match &seq.sink {
+                Sink::Events(_) => sample(seq, logits, row, stats),
+                // A session waits for its next append; a closed one is retired next step.
+                Sink::Session { replies, .. } => {
+                    let _ = replies.send(Ok(logits.to_vec()));
+                    None
+                }
+            };
+            if let Some(end) = end {
                 finished.push((i, end));
             }
         }
@@ -576,8 +676,8 @@ impl Worker {
         finished.sort_by_key(|&(i, _)| std::cmp::Reverse(i));
         for (i, end) in finished {
             let seq = self.running.swap_remove(i);
-            if let Some(reason) = end {
-                let _ = seq.events.send(Event::Finished(reason));
+            if let (Some(reason), Sink::Events(events)) = (end, &seq.sink) {
+                let _ = events.send(Event::Finished(reason));
             } else {
                 stats.cancelled.fetch_add(1, Ordering::Relaxed);
             }
@@ -594,7 +694,7 @@ impl Worker {
             i -= 1;
             if takes[i] > 0 {
                 let seq = self.running.swap_remove(i);
-                let _ = seq.events.send(Event::Failed(why.to_owned()));
+                seq.sink.fail(why);
                 self.release(seq);
             }
         }
@@ -603,12 +703,12 @@ impl Worker {
 
     fn fail_everything(&mut self, why: &str) {
         for seq in std::mem::take(&mut self.running) {
-            let _ = seq.events.send(Event::Failed(why.to_owned()));
+            seq.sink.fail(why);
             self.release(seq);
         }
         let mut queue = self.shared.lock_queue();
         for w in queue.drain() {
-            let _ = w.events.send(Event::Failed(why.to_owned()));
+            w.sink.fail(why);
         }
         self.shared.stats.waiting.store(0, Ordering::Relaxed);
         drop(queue);

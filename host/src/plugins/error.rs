@@ -12,6 +12,14 @@ pub enum TrapKind {
     Timeout,
     /// The plugin asked for more memory than its limit allows.
     OutOfMemory,
+    /// The call used up its fuel budget.
+    Fuel,
+    /// The call recursed past the wasm stack.
+    StackOverflow,
+    /// The plugin filled its resource table (host handles such as streams or sessions).
+    Resources,
+    /// The plugin wrote more to stdout/stderr than its cap.
+    Output,
     /// Anything else: a panic (`unreachable`), an out-of-bounds access, a value the host could
     /// not lift, output beyond its cap, ...
     Other,
@@ -22,6 +30,10 @@ impl fmt::Display for TrapKind {
         f.write_str(match self {
             TrapKind::Timeout => "timeout",
             TrapKind::OutOfMemory => "out of memory",
+            TrapKind::Fuel => "out of fuel",
+            TrapKind::StackOverflow => "stack overflow",
+            TrapKind::Resources => "resource limit",
+            TrapKind::Output => "output limit",
             TrapKind::Other => "other",
         })
     }
@@ -47,15 +59,34 @@ pub enum PluginError {
     /// Instantiation failed (for a reason other than a trap or a limit).
     #[error("cannot instantiate plugin: {0}")]
     Instantiate(String),
+    /// The component was built against a plugin API this host does not link.
+    #[error("incompatible plugin: {0}")]
+    Version(String),
     /// The plugin trapped; its instance is unusable afterwards.
-    #[error("plugin trapped ({kind}): {message}")]
-    Trap { kind: TrapKind, message: String },
-    /// The plugin reported an error of its own (its instance stays usable).
+    #[error("plugin `{plugin}` trapped ({kind}): {message}")]
+    Trap {
+        plugin: String,
+        kind: TrapKind,
+        message: String,
+    },
+    /// The tokenizer plugin reported an error of its own (its instance stays usable).
     #[error("plugin error: {0}")]
     Guest(#[from] TokenizerError),
-    /// The plugin returned a value that breaks the contract (an id outside the vocabulary, ...).
-    #[error("plugin returned invalid output: {0}")]
-    InvalidOutput(String),
+    /// A strategy, validator or provider plugin reported an error of its own: `code` is the
+    /// WIT error case (`invalid-config`, `rate-limited`, ...). The instance stays usable.
+    #[error("plugin `{plugin}` failed ({code}): {message}")]
+    Reported {
+        plugin: String,
+        code: &'static str,
+        message: String,
+    },
+    /// The plugin returned a value that breaks the contract (an id outside the vocabulary, a
+    /// NaN score, ...).
+    #[error("plugin `{plugin}` returned invalid output: {message}")]
+    InvalidOutput { plugin: String, message: String },
+    /// The plugin tried something its grants do not allow (a host outside its allow-list).
+    #[error("plugin `{plugin}` was denied: {message}")]
+    Denied { plugin: String, message: String },
     /// The host misused the API (e.g. a decoder handle from another instance).
     #[error("invalid use of the plugin API: {0}")]
     Usage(String),

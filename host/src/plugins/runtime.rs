@@ -1,16 +1,21 @@
 //! The wasmtime runtime every plugin runs in.
 //!
-//! One [`PluginRuntime`] owns one `wasmtime::Engine` (epoch interruption on, a ticker thread
-//! advancing the epoch every [`EPOCH_TICK`]) and one `Linker` with the host interfaces. Each
-//! plugin instance gets its own `Store<PluginState>` ([`PluginRuntime::new_store`]) with:
+//! One [`PluginRuntime`] owns one `wasmtime::Engine` (epoch interruption and fuel metering on,
+//! a ticker thread advancing the epoch every [`EPOCH_TICK`]) and one `Linker` with every host
+//! interface (WASI p2, `wasi:http`, `textnlp:plugin`); what a component may actually import is
+//! decided per kind before instantiation ([`PluginRuntime::prepare`]). Each plugin instance gets
+//! its own `Store<PluginState>` ([`PluginRuntime::new_store`], one per tenant and instance) with:
 //! - a memory/table/instance cap ([`Limits`]), tracked so that a denied growth is reported as
 //!   out-of-memory rather than as a bare trap;
-//! - a wall-clock deadline set before every call ([`PluginStore::call`]);
+//! - a wall-clock deadline set before every call ([`PluginStore::call`]), and a fuel budget
+//!   where a deterministic one is wanted;
 //! - a `ResourceTable` with a capped capacity;
 //! - a WASI p2 context with no preopened directories, no environment, no arguments and no
-//!   network, whose stdout and stderr go to size-capped in-memory pipes. What a plugin prints
+//!   sockets, whose stdout and stderr go to size-capped in-memory pipes. What a plugin prints
 //!   is forwarded to `tracing` after each call, and the stderr tail is attached to trap errors
-//!   (a Rust guest's panic message lands there).
+//!   (a Rust guest's panic message lands there);
+//! - its own settings (`config`), model access if granted, and an egress policy for
+//!   `wasi:http` ([`Egress`]).
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -20,13 +25,21 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use std::time::Instant;
+
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::component::{
+    Component, HasSelf, InstancePre, Linker, ResourceTable, ResourceTableError,
+};
 use wasmtime::{Config, Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use super::egress::Egress;
 use super::error::{PluginError, TrapKind, describe};
+use super::kind::PluginKind;
+use super::model::ModelAccess;
 
 /// How often the epoch advances; deadlines are counted in these ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -47,6 +60,9 @@ pub struct Limits {
     /// Cap on what a plugin may write to stdout and to stderr (each), and on what it may send
     /// to the host log during one call. Writing past the stdout/stderr cap traps the plugin.
     pub output_bytes: usize,
+    /// Fuel (roughly, wasm instructions) per call, for a deterministic budget; `None` leaves
+    /// only the wall-clock deadline.
+    pub fuel: Option<u64>,
 }
 
 impl Default for Limits {
@@ -61,20 +77,22 @@ impl Default for Limits {
             instances: 64,
             resource_table_capacity: 1_000,
             output_bytes: 64 << 10,
+            fuel: None,
         }
     }
 }
 
 /// The shared plugin runtime: one engine, one linker, a cache of compiled components.
 ///
-/// Cheap to share behind an `Arc`; every method takes `&self`. The epoch ticker stops once the
-/// runtime and every store created from it are dropped.
+/// Cheap to clone (clones share the engine and the cache); every method takes `&self`. The
+/// epoch ticker stops once every clone and every store created from them are dropped.
+#[derive(Clone)]
 pub struct PluginRuntime {
     shared: Arc<Shared>,
-    linker: Linker<PluginState>,
+    linker: Arc<Linker<PluginState>>,
     limits: Limits,
     /// Compiled components by the SHA-256 of their bytes.
-    compiled: Mutex<HashMap<[u8; 32], Component>>,
+    compiled: Arc<Mutex<HashMap<[u8; 32], Component>>>,
     /// Where compiled artifacts persist between processes (`None`: memory only).
     artifact_dir: Option<PathBuf>,
 }
@@ -129,22 +147,30 @@ impl PluginRuntime {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
+        config.consume_fuel(true);
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
         let engine = Engine::new(&config).map_err(|e| PluginError::Runtime(describe(&e)))?;
         let ticker = EpochTicker::start(engine.clone())
             .map_err(|e| PluginError::Runtime(format!("cannot start the epoch ticker: {e}")))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-            .and_then(|()| super::tokenizer::add_host_interfaces(&mut linker))
+            .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker))
+            .and_then(|()| {
+                // The validator world imports every `textnlp:plugin` host interface.
+                super::bindings::validator::ValidatorPlugin::add_to_linker::<
+                    PluginState,
+                    HasSelf<PluginState>,
+                >(&mut linker, |state| state)
+            })
             .map_err(|e| PluginError::Runtime(describe(&e)))?;
         Ok(PluginRuntime {
             shared: Arc::new(Shared {
                 engine,
                 ticker: Some(ticker),
             }),
-            linker,
+            linker: Arc::new(linker),
             limits,
-            compiled: Mutex::new(HashMap::new()),
+            compiled: Arc::new(Mutex::new(HashMap::new())),
             artifact_dir: Some(crate::paths::home().join("cache").join("components")),
         })
     }
@@ -164,11 +190,6 @@ impl PluginRuntime {
     /// The default limits of this runtime's instances.
     pub fn limits(&self) -> &Limits {
         &self.limits
-    }
-
-    /// The linker with every host interface (WASI p2 and `textnlp:plugin/log`).
-    pub(crate) fn linker(&self) -> &Linker<PluginState> {
-        &self.linker
     }
 
     /// Reads and compiles the component at `path` (see [`PluginRuntime::compile`]).
@@ -255,27 +276,55 @@ impl PluginRuntime {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Checks a component's imports against the interfaces its plugin kind may use (each an
-    /// interface-name prefix such as `"wasi:io/"`). Anything else is refused before
-    /// instantiation.
+    /// Checks a component's imports against what plugins of `kind` may use. Anything else
+    /// (sockets, `wasi:http` outside providers, the model for tokenizers, ...) is refused
+    /// before instantiation.
     pub fn audit_imports(
         &self,
         component: &Component,
-        allowed: &[&str],
+        kind: PluginKind,
     ) -> Result<(), PluginError> {
         let ty = component.component_type();
         for (name, _) in ty.imports(self.engine()) {
-            if !allowed.iter().any(|prefix| name.starts_with(prefix)) {
+            if !kind.may_import(name) {
                 return Err(PluginError::Link(format!(
-                    "the plugin imports `{name}`, which this kind of plugin may not use"
+                    "the plugin imports `{name}`, which a {kind} plugin may not use"
                 )));
             }
         }
         Ok(())
     }
 
+    /// Everything checked before a plugin of `kind` may run: the API version it declares,
+    /// that it is a component, its imports, and that it exports the kind's interface with
+    /// the right types. Returns the compiled component.
+    pub fn prepare(
+        &self,
+        kind: PluginKind,
+        wasm: &[u8],
+    ) -> Result<InstancePre<PluginState>, PluginError> {
+        check_api_version(declared_api_version(wasm).as_deref())?;
+        let component = self.compile(wasm)?;
+        self.audit_imports(&component, kind)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| PluginError::Link(format!("{} ({})", describe(&e), kind.world())))?;
+        super::bindings::check_exports(kind, pre.clone())?;
+        Ok(pre)
+    }
+
     /// A fresh store for one plugin instance.
-    pub fn new_store(&self, name: &str, limits: &Limits) -> PluginStore {
+    pub fn new_store(&self, spec: InstanceSpec) -> PluginStore {
+        let InstanceSpec {
+            tenant,
+            plugin: name,
+            limits,
+            config,
+            model,
+            egress,
+        } = spec;
+        let limits = &limits;
         let stdout = MemoryOutputPipe::new(limits.output_bytes);
         let stderr = MemoryOutputPipe::new(limits.output_bytes);
         // No preopens, no env, no args; network addresses and name lookups are all denied.
@@ -302,7 +351,14 @@ impl PluginRuntime {
             memory_limit: limits.memory_bytes,
         };
         let state = PluginState {
-            name: name.to_owned(),
+            name,
+            tenant,
+            config,
+            model,
+            sessions: 0,
+            deadline: Instant::now(),
+            http: WasiHttpCtx::new(),
+            egress,
             wasi,
             table,
             limiter,
@@ -318,10 +374,72 @@ impl PluginRuntime {
         PluginStore {
             store,
             deadline: limits.call_deadline,
+            fuel: limits.fuel,
+            output_cap: limits.output_bytes,
+            resource_cap: limits.resource_table_capacity,
             poisoned: None,
             _shared: Arc::clone(&self.shared),
         }
     }
+}
+
+/// What one plugin instance is: whose, which plugin, its limits, settings and grants.
+#[derive(Clone)]
+pub struct InstanceSpec {
+    pub tenant: String,
+    pub plugin: String,
+    pub limits: Limits,
+    /// The plugin's settings as a JSON object (what `config.get` returns).
+    pub config: String,
+    /// Model access, when granted and a model is loaded.
+    pub model: Option<Arc<ModelAccess>>,
+    /// Outbound HTTP policy (deny-all unless granted).
+    pub egress: Egress,
+}
+
+impl InstanceSpec {
+    /// An instance with no settings, no model and no network.
+    pub fn new(tenant: &str, plugin: &str, limits: Limits) -> Self {
+        InstanceSpec {
+            tenant: tenant.to_owned(),
+            plugin: plugin.to_owned(),
+            limits,
+            config: "{}".into(),
+            model: None,
+            egress: Egress::deny_all(),
+        }
+    }
+}
+
+/// The plugin API versions this host links: `textnlp:plugin` 0.1.x.
+pub const SUPPORTED_API: (u64, u64) = (0, 1);
+
+/// Refuses a component that does not declare a `textnlp:plugin` version this host links.
+pub(crate) fn check_api_version(declared: Option<&str>) -> Result<(), PluginError> {
+    let Some(version) = declared else {
+        return Err(PluginError::Version(
+            "the component declares no textnlp:plugin API version (custom section \
+             `textnlp:plugin-api`); build it with textnlp-plugin-sdk"
+                .into(),
+        ));
+    };
+    let mut parts = version.trim().split('.').map(str::parse::<u64>);
+    let (major, minor) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(Ok(major)), Some(Ok(minor)), Some(Ok(_)), None) => (major, minor),
+        _ => {
+            return Err(PluginError::Version(format!(
+                "the component declares API version `{}`, which is not a version number",
+                version.escape_debug()
+            )));
+        }
+    };
+    if (major, minor) != SUPPORTED_API {
+        return Err(PluginError::Version(format!(
+            "the component was built against textnlp:plugin {version}; this host supports {}.{}.x",
+            SUPPORTED_API.0, SUPPORTED_API.1
+        )));
+    }
+    Ok(())
 }
 
 /// Name of the custom section in which the plugin SDK records the WIT package version a plugin
@@ -337,7 +455,7 @@ pub fn declared_api_version(wasm: &[u8]) -> Option<String> {
 }
 
 /// Reads an unsigned LEB128 `u32` at `*pos`.
-fn read_leb_u32(bytes: &[u8], pos: &mut usize) -> Option<u32> {
+pub(crate) fn read_leb_u32(bytes: &[u8], pos: &mut usize) -> Option<u32> {
     let mut value: u32 = 0;
     for shift in (0..35).step_by(7) {
         let byte = *bytes.get(*pos)?;
@@ -352,7 +470,7 @@ fn read_leb_u32(bytes: &[u8], pos: &mut usize) -> Option<u32> {
 
 /// Walks the sections of a module or component (nested modules and components too, up to a
 /// small depth) for a custom section called `name`.
-fn find_custom_section<'a>(wasm: &'a [u8], name: &str, depth: u32) -> Option<&'a [u8]> {
+pub(crate) fn find_custom_section<'a>(wasm: &'a [u8], name: &str, depth: u32) -> Option<&'a [u8]> {
     const CUSTOM: u8 = 0;
     const CORE_MODULE: u8 = 1;
     const COMPONENT: u8 = 4;
@@ -391,6 +509,9 @@ fn find_custom_section<'a>(wasm: &'a [u8], name: &str, depth: u32) -> Option<&'a
 pub struct PluginStore {
     store: Store<PluginState>,
     deadline: Duration,
+    fuel: Option<u64>,
+    output_cap: usize,
+    resource_cap: usize,
     /// Set once a call has trapped: the instance cannot be entered again.
     poisoned: Option<String>,
     /// Keeps the engine's ticker running while this store lives.
@@ -409,50 +530,91 @@ impl PluginStore {
         }
         let ticks = self.deadline.as_micros().div_ceil(EPOCH_TICK.as_micros()) as u64;
         self.store.set_epoch_deadline(ticks.max(1));
+        self.store
+            .set_fuel(self.fuel.unwrap_or(u64::MAX))
+            .map_err(|e| PluginError::Runtime(describe(&e)))?;
         let state = self.store.data_mut();
+        state.deadline = Instant::now() + self.deadline;
         state.limiter.memory_denied = false;
         state.log_budget = state.log_budget_per_call;
         state.log_dropped = false;
         let result = f(&mut self.store);
         let state = self.store.data_mut();
         state.forward_output();
-        result.map_err(|e| {
+        let denied = state.take_denied();
+        let value = result.map_err(|e| {
             let error = self.classify(&e);
             self.poisoned = Some(error.to_string());
             error
-        })
+        })?;
+        // Whatever the plugin made of a refused request, the call fails as a denial.
+        match denied {
+            Some(authority) => Err(PluginError::Denied {
+                plugin: self.store.data().name.clone(),
+                message: format!("`{authority}` is not on its outbound-host allow-list"),
+            }),
+            None => Ok(value),
+        }
     }
 
-    /// Turns a failed call into a [`PluginError::Trap`], naming timeouts and memory denials.
+    /// Replaces the plugin's settings (a JSON object) for the next calls.
+    pub fn set_config(&mut self, config: String) {
+        self.store.data_mut().config = config;
+    }
+
+    /// Turns a failed call into a [`PluginError::Trap`] naming the plugin and the limit it
+    /// hit, if any.
     fn classify(&self, e: &wasmtime::Error) -> PluginError {
         let state = self.store.data();
+        let table_full = e
+            .chain()
+            .any(|c| matches!(c.downcast_ref(), Some(ResourceTableError::Full)));
         let kind = match e.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => TrapKind::Timeout,
+            Some(Trap::OutOfFuel) => TrapKind::Fuel,
+            Some(Trap::StackOverflow) => TrapKind::StackOverflow,
             _ if state.limiter.memory_denied => TrapKind::OutOfMemory,
+            _ if table_full => TrapKind::Resources,
+            _ if state.output_full(self.output_cap) => TrapKind::Output,
             _ => TrapKind::Other,
         };
         let mut message = describe(e);
-        match kind {
-            TrapKind::Timeout => {
-                message = format!(
-                    "the call ran past its {:?} deadline ({message})",
-                    self.deadline
-                )
-            }
-            TrapKind::OutOfMemory => {
-                message = format!(
-                    "memory limit of {} bytes reached ({message})",
-                    state.limiter.memory_limit
-                )
-            }
-            TrapKind::Other => {}
+        let limit = match kind {
+            TrapKind::Timeout => Some(format!(
+                "the call ran past its {:?} deadline",
+                self.deadline
+            )),
+            TrapKind::Fuel => self
+                .fuel
+                .map(|fuel| format!("the call used up its fuel budget of {fuel}")),
+            TrapKind::StackOverflow => Some("the call overflowed the wasm stack".into()),
+            TrapKind::OutOfMemory => Some(format!(
+                "memory limit of {} bytes reached",
+                state.limiter.memory_limit
+            )),
+            TrapKind::Resources => Some(format!(
+                "the resource table limit of {} handles was reached",
+                self.resource_cap
+            )),
+            TrapKind::Output => Some(format!(
+                "the output limit of {} bytes on stdout/stderr was reached",
+                self.output_cap
+            )),
+            TrapKind::Other => None,
+        };
+        if let Some(limit) = limit {
+            message = format!("{limit} ({message})");
         }
         let stderr = state.stderr.tail(2048);
         if !stderr.is_empty() {
             message.push_str("; stderr: ");
             message.push_str(stderr.trim_end());
         }
-        PluginError::Trap { kind, message }
+        PluginError::Trap {
+            plugin: state.name.clone(),
+            kind,
+            message,
+        }
     }
 
     /// Changes the wall-clock budget of each later call.
@@ -479,8 +641,18 @@ impl PluginStore {
 /// The data of a plugin's store.
 pub struct PluginState {
     name: String,
+    tenant: String,
+    /// The plugin's settings, a JSON object.
+    pub(super) config: String,
+    pub(super) model: Option<Arc<ModelAccess>>,
+    /// Model sessions currently open.
+    pub(super) sessions: usize,
+    /// When the current call must end (host calls that wait stop there too).
+    deadline: Instant,
+    http: WasiHttpCtx,
+    egress: Egress,
     wasi: WasiCtx,
-    table: ResourceTable,
+    pub(super) table: ResourceTable,
     limiter: Limiter,
     stdout: CapturedOutput,
     stderr: CapturedOutput,
@@ -494,6 +666,26 @@ impl PluginState {
     /// The plugin's name, for attributing its logs.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The tenant this instance belongs to.
+    pub fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    /// When the current call must end.
+    pub(super) fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Whether stdout or stderr reached its cap (writes past it fail in the guest).
+    fn output_full(&self, cap: usize) -> bool {
+        self.stdout.len() >= cap || self.stderr.len() >= cap
+    }
+
+    /// The outbound request refused during the last call, if any.
+    pub(super) fn take_denied(&mut self) -> Option<String> {
+        self.egress.take_denied()
     }
 
     /// Takes `len` bytes from the log budget; false (once reported) when it is spent.
@@ -529,6 +721,16 @@ impl WasiView for PluginState {
     }
 }
 
+impl WasiHttpView for PluginState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.egress,
+        }
+    }
+}
+
 /// A capped in-memory pipe and how much of it has been forwarded.
 struct CapturedOutput {
     pipe: MemoryOutputPipe,
@@ -548,6 +750,10 @@ impl CapturedOutput {
         let text = String::from_utf8_lossy(&all[self.forwarded..]).into_owned();
         self.forwarded = all.len();
         Some(text)
+    }
+
+    fn len(&self) -> usize {
+        self.pipe.contents().len()
     }
 
     fn all(&self) -> String {

@@ -10,66 +10,17 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use wasmtime::component::{HasSelf, Linker, ResourceAny};
+use wasmtime::component::ResourceAny;
 
 use super::error::{PluginError, TrapKind};
-use super::runtime::{Limits, PluginRuntime, PluginState, PluginStore, declared_api_version};
+use super::kind::PluginKind;
+use super::runtime::{InstanceSpec, Limits, PluginRuntime, PluginStore, declared_api_version};
 use crate::model::vocab::Vocabulary;
 
-mod bindings {
-    wasmtime::component::bindgen!({
-        world: "textnlp:plugin/tokenizer-plugin@0.1.0",
-        path: "../wit",
-    });
-}
-
+use super::bindings::tokenizer as bindings;
 use bindings::exports::textnlp::plugin::tokenizer as wit;
-use bindings::textnlp::plugin::log;
 
 pub use wit::{ChatMessage, SpecialTokens};
-
-/// Interfaces a tokenizer plugin may import: the host log and the WASI interfaces the Rust
-/// standard library pulls in (all inert here: no files, no env, no network).
-pub const TOKENIZER_IMPORTS: &[&str] = &[
-    "textnlp:plugin/log@0.1.",
-    "wasi:io/",
-    "wasi:cli/",
-    "wasi:clocks/",
-    "wasi:random/",
-    "wasi:filesystem/",
-];
-
-/// Longest log message kept from a plugin; the rest is cut.
-const MAX_LOG_MESSAGE: usize = 4096;
-
-/// Links the host-provided `textnlp:plugin` interfaces.
-pub(crate) fn add_host_interfaces(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
-    log::add_to_linker::<PluginState, HasSelf<PluginState>>(linker, |state| state)
-}
-
-impl log::Host for PluginState {
-    fn log(&mut self, level: log::Level, mut message: String) {
-        if message.len() > MAX_LOG_MESSAGE {
-            let mut cut = MAX_LOG_MESSAGE;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
-            message.push('…');
-        }
-        if !self.take_log_budget(message.len()) {
-            return;
-        }
-        let plugin = self.name();
-        match level {
-            log::Level::Trace => tracing::trace!(plugin, "{message}"),
-            log::Level::Debug => tracing::debug!(plugin, "{message}"),
-            log::Level::Info => tracing::info!(plugin, "{message}"),
-            log::Level::Warn => tracing::warn!(plugin, "{message}"),
-            log::Level::Error => tracing::error!(plugin, "{message}"),
-        }
-    }
-}
 
 /// An error the tokenizer plugin reported (the WIT `error` variant).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -164,6 +115,7 @@ pub struct TokenizerPlugin {
     checks: OutputChecks,
     graveyard: Graveyard,
     api_version: Option<String>,
+    name: String,
 }
 
 impl fmt::Debug for TokenizerPlugin {
@@ -175,7 +127,8 @@ impl fmt::Debug for TokenizerPlugin {
     }
 }
 
-/// What the host knows independently of the plugin, to check its outputs against.
+/// What the host knows independently of the plugin, to check its outputs against. Each
+/// check returns what is wrong, for [`TokenizerPlugin::invalid`] to name the plugin.
 #[derive(Clone, Copy, Debug)]
 struct OutputChecks {
     /// Number of tokens in the vocabulary the host passed in.
@@ -185,17 +138,17 @@ struct OutputChecks {
 }
 
 impl OutputChecks {
-    fn id(&self, what: &str, id: u32) -> Result<(), PluginError> {
+    fn id(&self, what: &str, id: u32) -> Result<(), String> {
         if id < self.n_vocab {
             return Ok(());
         }
-        Err(PluginError::InvalidOutput(format!(
+        Err(format!(
             "{what} id {id} is outside the vocabulary ({} tokens)",
             self.n_vocab
-        )))
+        ))
     }
 
-    fn special_tokens(&self, special: &SpecialTokens) -> Result<(), PluginError> {
+    fn special_tokens(&self, special: &SpecialTokens) -> Result<(), String> {
         for (what, id) in [
             ("bos", special.bos),
             ("eos", special.eos),
@@ -212,39 +165,29 @@ impl OutputChecks {
         if let Some(eos) = special.eos
             && !special.end_of_turn.contains(&eos)
         {
-            return Err(PluginError::InvalidOutput(
-                "end-of-turn does not include eos".into(),
-            ));
+            return Err("end-of-turn does not include eos".into());
         }
         if special.add_bos && special.bos.is_none() {
-            return Err(PluginError::InvalidOutput(
-                "add-bos is set but there is no bos".into(),
-            ));
+            return Err("add-bos is set but there is no bos".into());
         }
         Ok(())
     }
 
     /// Ids for `text_len` bytes of text: every token covers at least one byte, except a few
     /// added specials.
-    fn encoded(&self, ids: &[u32], text_len: usize) -> Result<(), PluginError> {
+    fn encoded(&self, ids: &[u32], text_len: usize) -> Result<(), String> {
         if ids.len() > text_len + 8 {
-            return Err(PluginError::InvalidOutput(format!(
-                "{} ids for {text_len} bytes of text",
-                ids.len()
-            )));
+            return Err(format!("{} ids for {text_len} bytes of text", ids.len()));
         }
         ids.iter().try_for_each(|&id| self.id("token", id))
     }
 
     /// Bound on the text `n` ids can decode to: the longest token, each byte possibly
     /// rendered as U+FFFD (3 bytes), plus a buffered tail.
-    fn text(&self, text: &str, n: usize) -> Result<(), PluginError> {
+    fn text(&self, text: &str, n: usize) -> Result<(), String> {
         let bound = 3 * (n + 1) * (self.max_token_len + 4);
         if text.len() > bound {
-            return Err(PluginError::InvalidOutput(format!(
-                "{} bytes of text for {n} token(s)",
-                text.len()
-            )));
+            return Err(format!("{} bytes of text for {n} token(s)", text.len()));
         }
         Ok(())
     }
@@ -287,18 +230,9 @@ impl TokenizerPlugin {
         vocab: Vocabulary,
         limits: &Limits,
     ) -> Result<Self, PluginError> {
-        let component = runtime.compile(wasm)?;
-        runtime.audit_imports(&component, TOKENIZER_IMPORTS)?;
-        let pre = runtime
-            .linker()
-            .instantiate_pre(&component)
-            .and_then(bindings::TokenizerPluginPre::new)
-            .map_err(|e| {
-                PluginError::Link(format!(
-                    "not a tokenizer plugin (world textnlp:plugin/tokenizer-plugin@0.1.0): {}",
-                    super::error::describe(&e)
-                ))
-            })?;
+        let pre = runtime.prepare(PluginKind::Tokenizer, wasm)?;
+        let pre = bindings::TokenizerPluginPre::new(pre)
+            .map_err(|e| PluginError::Link(super::error::describe(&e)))?;
 
         let n_vocab = u32::try_from(vocab.tokens.len()).map_err(|_| {
             PluginError::Guest(TokenizerError::InvalidVocabulary(
@@ -308,12 +242,13 @@ impl TokenizerPlugin {
         let max_token_len = vocab.tokens.iter().map(String::len).max().unwrap_or(0);
         let vocab = wit::Vocabulary::from(vocab);
 
-        let mut store = runtime.new_store(name, limits);
+        let mut store = runtime.new_store(InstanceSpec::new("host", name, limits.clone()));
         // Failures other than traps and memory denials are instantiation failures.
         let bindings = store.call(|s| pre.instantiate(s)).map_err(|e| match e {
             PluginError::Trap {
                 kind: TrapKind::Other,
                 message,
+                ..
             } => PluginError::Instantiate(message),
             other => other,
         })?;
@@ -337,15 +272,24 @@ impl TokenizerPlugin {
             },
             graveyard: Arc::new(Mutex::new(Vec::new())),
             api_version: declared_api_version(wasm),
+            name: name.to_owned(),
         };
         let size = plugin.vocab_size()?;
         if size != n_vocab {
-            return Err(PluginError::InvalidOutput(format!(
+            return Err(plugin.invalid(format!(
                 "vocab-size is {size} but the vocabulary has {n_vocab} tokens"
             )));
         }
         plugin.special_tokens()?;
         Ok(plugin)
+    }
+
+    /// The plugin broke the contract: `message` says how.
+    fn invalid(&self, message: String) -> PluginError {
+        PluginError::InvalidOutput {
+            plugin: self.name.clone(),
+            message,
+        }
     }
 
     /// Frees guest decoders whose handles were dropped.
@@ -370,7 +314,9 @@ impl TokenizerPlugin {
         let this = self.tokenizer;
         let api = self.bindings.textnlp_plugin_tokenizer().tokenizer();
         let special = self.store.call(|s| api.call_special_tokens(s, this))?;
-        self.checks.special_tokens(&special)?;
+        self.checks
+            .special_tokens(&special)
+            .map_err(|m| self.invalid(m))?;
         Ok(special)
     }
 
@@ -389,7 +335,9 @@ impl TokenizerPlugin {
             .store
             .call(|s| api.call_encode(s, this, text, parse_special, add_special))?
             .map_err(TokenizerError::from)?;
-        self.checks.encoded(&ids, text.len())?;
+        self.checks
+            .encoded(&ids, text.len())
+            .map_err(|m| self.invalid(m))?;
         Ok(ids)
     }
 
@@ -402,7 +350,9 @@ impl TokenizerPlugin {
             .store
             .call(|s| api.call_decode(s, this, ids, skip_special))?
             .map_err(TokenizerError::from)?;
-        self.checks.text(&text, ids.len())?;
+        self.checks
+            .text(&text, ids.len())
+            .map_err(|m| self.invalid(m))?;
         Ok(text)
     }
 
@@ -445,7 +395,7 @@ impl TokenizerPlugin {
             .store
             .call(|s| api.call_push(s, resource, id))?
             .map_err(TokenizerError::from)?;
-        self.checks.text(&text, 1)?;
+        self.checks.text(&text, 1).map_err(|m| self.invalid(m))?;
         Ok(text)
     }
 
@@ -460,7 +410,7 @@ impl TokenizerPlugin {
             .incremental_decoder();
         let text = self.store.call(|s| api.call_finish(s, resource))?;
         self.store.call(|s| resource.resource_drop(s))?;
-        self.checks.text(&text, 1)?;
+        self.checks.text(&text, 1).map_err(|m| self.invalid(m))?;
         Ok(text)
     }
 
@@ -509,10 +459,10 @@ mod tests {
         max_token_len: 10,
     };
 
-    fn invalid<T: fmt::Debug>(r: Result<T, PluginError>) -> String {
+    fn invalid<T: fmt::Debug>(r: Result<T, String>) -> String {
         match r {
-            Err(PluginError::InvalidOutput(m)) => m,
-            other => panic!("expected InvalidOutput, got {other:?}"),
+            Err(m) => m,
+            other => panic!("expected a violation, got {other:?}"),
         }
     }
 

@@ -1,0 +1,224 @@
+//! Step-by-step sequences for plugins (the WIT `model.session` resource): the caller appends
+//! tokens, the engine feeds them in its batched steps, and the caller gets the logits of the
+//! last position back. Sampling is the caller's business.
+//!
+//! A session is admitted like a request, on its first append, with its whole capacity
+//! reserved in the KV pool; it then sits in the batch, costing nothing while idle, until its
+//! handle is dropped.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Instant;
+
+use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+
+use super::request::{Request, SubmitError};
+use super::scheduler::{Append, EngineHandle, SessionReply, Sink};
+
+/// Why a session operation failed.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SessionError {
+    #[error(transparent)]
+    Submit(#[from] SubmitError),
+    #[error("the session holds {held} tokens; {adding} more exceed its capacity of {capacity}")]
+    CapacityExceeded {
+        held: usize,
+        adding: usize,
+        capacity: usize,
+    },
+    #[error("nothing to append")]
+    Empty,
+    #[error("the deadline passed while the engine was working")]
+    Deadline,
+    #[error("the session ended: {0}")]
+    Ended(String),
+}
+
+static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+
+/// One open session. Dropping it frees its KV reservation at the engine's next step.
+pub struct SessionHandle {
+    engine: EngineHandle,
+    client: String,
+    id: u64,
+    capacity: usize,
+    held: usize,
+    replies: Option<UnboundedReceiver<SessionReply>>,
+}
+
+impl EngineHandle {
+    /// A session of up to `capacity` tokens, charged to `client`. Nothing is reserved until
+    /// the first append.
+    pub fn open_session(
+        &self,
+        client: &str,
+        capacity: usize,
+    ) -> Result<SessionHandle, SubmitError> {
+        // Capacity checks as for a request of that size (one prompt token, the rest to come).
+        self.check(&Request {
+            client: client.to_owned(),
+            prompt: vec![0],
+            max_tokens: capacity.saturating_sub(1),
+            sampling: Default::default(),
+            stop_tokens: Vec::new(),
+            logit_bias: Vec::new(),
+            top_logprobs: None,
+        })?;
+        Ok(SessionHandle {
+            engine: self.clone(),
+            client: client.to_owned(),
+            id: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
+            capacity,
+            held: 0,
+            replies: None,
+        })
+    }
+}
+
+impl SessionHandle {
+    /// Tokens held so far.
+    pub fn len(&self) -> usize {
+        self.held
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.held == 0
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Feeds `tokens` through the model and returns the logits of the last one. Blocks the
+    /// calling thread (never call it on an async runtime's worker) until then or `deadline`.
+    pub fn append(&mut self, tokens: &[u32], deadline: Instant) -> Result<Vec<f32>, SessionError> {
+        if tokens.is_empty() {
+            return Err(SessionError::Empty);
+        }
+        if self.held + tokens.len() > self.capacity {
+            return Err(SessionError::CapacityExceeded {
+                held: self.held,
+                adding: tokens.len(),
+                capacity: self.capacity,
+            });
+        }
+        let n_vocab = self.engine.n_vocab();
+        if let Some(&id) = tokens.iter().find(|&&id| id as usize >= n_vocab) {
+            return Err(SubmitError::TokenOutOfRange { id, n_vocab }.into());
+        }
+        match &self.replies {
+            None => self.start(tokens)?,
+            Some(_) => self.engine.append(Append {
+                session: self.id,
+                tokens: tokens.to_vec(),
+            }),
+        }
+        let replies = self.replies.as_mut().expect("started above");
+        match recv_until(replies, deadline) {
+            Some(Some(Ok(logits))) => {
+                self.held += tokens.len();
+                Ok(logits)
+            }
+            Some(Some(Err(why))) => Err(self.end(why)),
+            Some(None) => Err(self.end("the engine dropped it".into())),
+            None => Err(self.end_with(SessionError::Deadline)),
+        }
+    }
+
+    /// Admits the session with `tokens` as its first tokens and the rest of its capacity
+    /// reserved.
+    fn start(&mut self, tokens: &[u32]) -> Result<(), SessionError> {
+        let (replies, receiver) = unbounded_channel();
+        let request = Request {
+            client: self.client.clone(),
+            prompt: tokens.to_vec(),
+            max_tokens: self.capacity - tokens.len(),
+            sampling: Default::default(),
+            stop_tokens: Vec::new(),
+            logit_bias: Vec::new(),
+            top_logprobs: None,
+        };
+        self.engine.check(&request)?;
+        let sink = Sink::Session {
+            id: self.id,
+            replies,
+        };
+        self.engine.enqueue(request, sink)?;
+        self.replies = Some(receiver);
+        Ok(())
+    }
+
+    /// After a failure the session is over: its KV cache is gone or in an unknown state.
+    fn end(&mut self, why: String) -> SessionError {
+        self.end_with(SessionError::Ended(why))
+    }
+
+    fn end_with(&mut self, error: SessionError) -> SessionError {
+        self.capacity = self.held;
+        if let Some(mut replies) = self.replies.take() {
+            replies.close();
+            self.engine.wake();
+        }
+        self.replies = Some(closed_receiver());
+        error
+    }
+}
+
+impl Drop for SessionHandle {
+    fn drop(&mut self) {
+        if let Some(mut replies) = self.replies.take() {
+            // Closing the channel is what the engine checks; waking it frees the KV now.
+            replies.close();
+            self.engine.wake();
+        }
+    }
+}
+
+/// A receiver whose sender is gone: later appends on an ended session fail at once.
+fn closed_receiver() -> UnboundedReceiver<SessionReply> {
+    unbounded_channel().1
+}
+
+/// Receives from `rx` on a plain thread, giving up at `deadline`: `None` on timeout,
+/// `Some(None)` once the sender is gone.
+pub(crate) fn recv_until<T>(rx: &mut UnboundedReceiver<T>, deadline: Instant) -> Option<Option<T>> {
+    let signal = Arc::new(Signal::default());
+    let waker = Waker::from(Arc::clone(&signal));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(value) = rx.poll_recv(&mut cx) {
+            return Some(value);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return None;
+        }
+        signal.wait(deadline - now);
+    }
+}
+
+/// Wakes a thread blocked in [`recv_until`].
+#[derive(Default)]
+struct Signal {
+    woken: Mutex<bool>,
+    cond: Condvar,
+}
+
+impl Signal {
+    fn wait(&self, timeout: std::time::Duration) {
+        let woken = self.woken.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut woken, _) = self
+            .cond
+            .wait_timeout_while(woken, timeout, |woken| !*woken)
+            .unwrap_or_else(|p| p.into_inner());
+        *woken = false;
+    }
+}
+
+impl Wake for Signal {
+    fn wake(self: Arc<Self>) {
+        *self.woken.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.cond.notify_one();
+    }
+}

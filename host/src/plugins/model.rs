@@ -1,0 +1,356 @@
+//! The host side of the WIT `model` interface: plugins reach the host's model through the
+//! same continuous-batching engine as the HTTP API, charged to `plugin:<tenant>/<plugin>`.
+//!
+//! Calls block the plugin's thread (plugin calls never run on an async worker) and stop at the
+//! plugin's call deadline: a model call still running then ends the plugin's call as a
+//! timeout, and dropping the engine's receiver cancels the sequence.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use textnlp_kernels::cpu::sampling::{Sampler, SamplingParams};
+use wasmtime::Trap;
+use wasmtime::component::Resource;
+
+use super::bindings::validator::textnlp::plugin::model as wit;
+use super::runtime::PluginState;
+use crate::engine::{
+    EngineHandle, Event, FinishReason, Request, SessionError, SessionHandle, SubmitError,
+    fresh_seed, recv_until,
+};
+use crate::plugins::PluginError;
+use crate::text::{TextStream, TokenizerPool};
+
+/// Sessions one plugin instance may hold open at once; each may reserve KV memory.
+const MAX_SESSIONS: usize = 8;
+
+/// What a plugin instance with model access talks to.
+pub struct ModelAccess {
+    engine: EngineHandle,
+    tokenizers: Arc<TokenizerPool>,
+    id: String,
+}
+
+impl ModelAccess {
+    pub fn new(engine: EngineHandle, tokenizers: Arc<TokenizerPool>, id: String) -> Self {
+        ModelAccess {
+            engine,
+            tokenizers,
+            id,
+        }
+    }
+
+    fn info(&self) -> wit::ModelInfo {
+        wit::ModelInfo {
+            id: self.id.clone(),
+            n_vocab: self.engine.n_vocab() as u32,
+            context_length: self.engine.context_length() as u32,
+            stop_tokens: self.stop_tokens(),
+        }
+    }
+
+    fn stop_tokens(&self) -> Vec<u32> {
+        self.tokenizers.special_tokens().end_of_turn.clone()
+    }
+
+    fn tokenize(&self, text: &str, add_special: bool) -> Result<Vec<u32>, wit::Error> {
+        Ok(self
+            .tokenizers
+            .with_any(|t| t.encode(text, true, add_special))?)
+    }
+
+    fn detokenize(&self, ids: &[u32]) -> Result<String, wit::Error> {
+        let n_vocab = self.engine.n_vocab();
+        if let Some(id) = ids.iter().find(|&&id| id as usize >= n_vocab) {
+            return Err(wit::Error::InvalidRequest(format!(
+                "token id {id} is outside the vocabulary ({n_vocab} tokens)"
+            )));
+        }
+        Ok(self.tokenizers.with_any(|t| t.decode(ids, false))?)
+    }
+
+    /// One whole completion through the engine.
+    fn generate(
+        &self,
+        client: &str,
+        request: wit::GenerationRequest,
+        deadline: Instant,
+    ) -> Result<Result<wit::Completion, wit::Error>, Trap> {
+        let prompt = match self.prompt_ids(&request.prompt) {
+            Ok(ids) => ids,
+            Err(e) => return Ok(Err(e)),
+        };
+        let prompt_tokens = prompt.len() as u32;
+        let submitted = self.engine.submit(Request {
+            client: client.to_owned(),
+            prompt,
+            max_tokens: request.max_tokens as usize,
+            sampling: SamplingParams {
+                temperature: request.temperature,
+                top_p: request.top_p,
+                seed: request.seed.unwrap_or_else(fresh_seed),
+                ..SamplingParams::default()
+            },
+            stop_tokens: self.stop_tokens(),
+            logit_bias: Vec::new(),
+            top_logprobs: None,
+        });
+        let mut events = match submitted {
+            Ok(events) => events,
+            Err(e) => return Ok(Err(e.into())),
+        };
+        let mut stream = match TextStream::new(&self.tokenizers, request.stop) {
+            Ok(stream) => stream,
+            Err(e) => return Ok(Err(e.into())),
+        };
+        let mut text = String::new();
+        let mut completion_tokens = 0;
+        let finish = loop {
+            let piece = match recv_until(&mut events, deadline) {
+                None => return Err(Trap::Interrupt),
+                Some(Some(Event::Token { id, .. })) => {
+                    completion_tokens += 1;
+                    stream.push(&self.tokenizers, id)
+                }
+                Some(Some(Event::Finished(reason))) => break reason,
+                Some(Some(Event::Failed(why))) => return Ok(Err(wit::Error::Failed(why))),
+                Some(None) => return Ok(Err(wit::Error::Failed("the engine stopped".into()))),
+            };
+            match piece {
+                Ok(piece) if piece.stopped => {
+                    text.push_str(&piece.text);
+                    break FinishReason::Stop;
+                }
+                Ok(piece) => text.push_str(&piece.text),
+                Err(e) => return Ok(Err(e.into())),
+            }
+        };
+        match stream.finish(&self.tokenizers) {
+            Ok(piece) => text.push_str(&piece.text),
+            Err(e) => return Ok(Err(e.into())),
+        }
+        Ok(Ok(wit::Completion {
+            text,
+            finish_reason: match finish {
+                FinishReason::Stop => wit::FinishReason::Stop,
+                FinishReason::Length => wit::FinishReason::Length,
+            },
+            prompt_tokens,
+            completion_tokens,
+        }))
+    }
+
+    fn prompt_ids(&self, prompt: &wit::Prompt) -> Result<Vec<u32>, wit::Error> {
+        let text = match prompt {
+            wit::Prompt::Text(text) => text.clone(),
+            wit::Prompt::Chat(messages) => {
+                let messages: Vec<_> = messages
+                    .iter()
+                    .map(|m| crate::plugins::ChatMessage {
+                        role: m.role.clone(),
+                        content: m.content.clone(),
+                    })
+                    .collect();
+                self.tokenizers
+                    .with_any(|t| t.apply_chat_template(&messages, true))?
+            }
+        };
+        self.tokenize(&text, true)
+    }
+}
+
+impl From<PluginError> for wit::Error {
+    fn from(e: PluginError) -> Self {
+        wit::Error::Failed(format!("tokenizer: {e}"))
+    }
+}
+
+impl From<SubmitError> for wit::Error {
+    fn from(e: SubmitError) -> Self {
+        let message = e.to_string();
+        match e {
+            SubmitError::QueueFull { .. }
+            | SubmitError::ClientQueueFull { .. }
+            | SubmitError::ShuttingDown => wit::Error::Busy(message),
+            SubmitError::ContextOverflow { .. } | SubmitError::TooLarge { .. } => {
+                wit::Error::ContextOverflow(message)
+            }
+            SubmitError::TokenOutOfRange { .. }
+            | SubmitError::EmptyPrompt
+            | SubmitError::NoTokens => wit::Error::InvalidRequest(message),
+        }
+    }
+}
+
+impl From<SessionError> for wit::Error {
+    fn from(e: SessionError) -> Self {
+        match e {
+            SessionError::Submit(e) => e.into(),
+            SessionError::CapacityExceeded { .. } => wit::Error::ContextOverflow(e.to_string()),
+            SessionError::Empty => wit::Error::InvalidRequest(e.to_string()),
+            SessionError::Deadline | SessionError::Ended(_) => wit::Error::Failed(e.to_string()),
+        }
+    }
+}
+
+/// A plugin's session: the engine's handle plus what sampling needs on the host side.
+pub struct Session {
+    handle: SessionHandle,
+    tokens: Vec<u32>,
+    logits: Option<Vec<f32>>,
+    /// The sampler of the current parameters (its random stream restarts when they change).
+    sampler: Option<(SamplingParams, Sampler)>,
+}
+
+fn sampling_params(p: &wit::SamplingParams) -> Result<SamplingParams, wit::Error> {
+    let finite = [p.temperature, p.top_p, p.min_p, p.repetition_penalty]
+        .iter()
+        .all(|v| v.is_finite());
+    if !finite || !(0.0..=1.0).contains(&p.top_p) || !(0.0..=1.0).contains(&p.min_p) {
+        return Err(wit::Error::InvalidRequest(
+            "sampling parameters must be finite, with top-p and min-p in [0, 1]".into(),
+        ));
+    }
+    Ok(SamplingParams {
+        temperature: p.temperature,
+        top_k: p.top_k as usize,
+        top_p: p.top_p,
+        min_p: p.min_p,
+        repetition_penalty: p.repetition_penalty,
+        seed: p.seed,
+        ..SamplingParams::default()
+    })
+}
+
+impl PluginState {
+    fn model(&self) -> Result<&Arc<ModelAccess>, wit::Error> {
+        self.model.as_ref().ok_or_else(|| {
+            wit::Error::Unavailable(format!(
+                "plugin `{}` has no model access (not granted at install, or no model loaded)",
+                self.name()
+            ))
+        })
+    }
+
+    /// Whom model work is charged to in the engine's fair queue.
+    fn client(&self) -> String {
+        format!("plugin:{}/{}", self.tenant(), self.name())
+    }
+}
+
+impl wit::Host for PluginState {
+    fn info(&mut self) -> wasmtime::Result<Result<wit::ModelInfo, wit::Error>> {
+        Ok(self.model().map(|m| m.info()))
+    }
+
+    fn tokenize(
+        &mut self,
+        text: String,
+        add_special: bool,
+    ) -> wasmtime::Result<Result<Vec<u32>, wit::Error>> {
+        Ok(self.model().and_then(|m| m.tokenize(&text, add_special)))
+    }
+
+    fn detokenize(&mut self, tokens: Vec<u32>) -> wasmtime::Result<Result<String, wit::Error>> {
+        Ok(self.model().and_then(|m| m.detokenize(&tokens)))
+    }
+
+    fn generate(
+        &mut self,
+        request: wit::GenerationRequest,
+    ) -> wasmtime::Result<Result<wit::Completion, wit::Error>> {
+        let model = match self.model() {
+            Ok(model) => Arc::clone(model),
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(model.generate(&self.client(), request, self.deadline())?)
+    }
+}
+
+impl wit::HostSession for PluginState {
+    fn open(&mut self, capacity: u32) -> wasmtime::Result<Result<Resource<Session>, wit::Error>> {
+        let model = match self.model() {
+            Ok(model) => Arc::clone(model),
+            Err(e) => return Ok(Err(e)),
+        };
+        if self.sessions >= MAX_SESSIONS {
+            return Ok(Err(wit::Error::Busy(format!(
+                "a plugin instance may hold at most {MAX_SESSIONS} sessions"
+            ))));
+        }
+        let handle = match model.engine.open_session(&self.client(), capacity as usize) {
+            Ok(handle) => handle,
+            Err(e) => return Ok(Err(e.into())),
+        };
+        let session = Session {
+            handle,
+            tokens: Vec::new(),
+            logits: None,
+            sampler: None,
+        };
+        let resource = self.table.push(session)?;
+        self.sessions += 1;
+        Ok(Ok(resource))
+    }
+
+    fn len(&mut self, session: Resource<Session>) -> wasmtime::Result<u32> {
+        Ok(self.table.get(&session)?.tokens.len() as u32)
+    }
+
+    fn append(
+        &mut self,
+        session: Resource<Session>,
+        tokens: Vec<u32>,
+    ) -> wasmtime::Result<Result<(), wit::Error>> {
+        let deadline = self.deadline();
+        let session = self.table.get_mut(&session)?;
+        match session.handle.append(&tokens, deadline) {
+            Ok(logits) => {
+                session.tokens.extend_from_slice(&tokens);
+                session.logits = Some(logits);
+                Ok(Ok(()))
+            }
+            Err(SessionError::Deadline) => Err(Trap::Interrupt.into()),
+            Err(e) => Ok(Err(e.into())),
+        }
+    }
+
+    fn logits(
+        &mut self,
+        session: Resource<Session>,
+    ) -> wasmtime::Result<Result<Vec<f32>, wit::Error>> {
+        let session = self.table.get(&session)?;
+        Ok(session.logits.clone().ok_or_else(no_logits))
+    }
+
+    fn sample(
+        &mut self,
+        session: Resource<Session>,
+        params: wit::SamplingParams,
+    ) -> wasmtime::Result<Result<u32, wit::Error>> {
+        let session = self.table.get_mut(&session)?;
+        let params = match sampling_params(&params) {
+            Ok(params) => params,
+            Err(e) => return Ok(Err(e)),
+        };
+        let Some(logits) = &session.logits else {
+            return Ok(Err(no_logits()));
+        };
+        let sampler = match &mut session.sampler {
+            Some((current, sampler)) if *current == params => sampler,
+            slot => &mut slot.insert((params, Sampler::new(params))).1,
+        };
+        let mut row = logits.clone();
+        Ok(Ok(sampler.sample(&mut row, &session.tokens)))
+    }
+
+    fn drop(&mut self, session: Resource<Session>) -> wasmtime::Result<()> {
+        self.table.delete(session)?;
+        self.sessions -= 1;
+        Ok(())
+    }
+}
+
+fn no_logits() -> wit::Error {
+    wit::Error::InvalidRequest("no logits yet: append tokens first".into())
+}

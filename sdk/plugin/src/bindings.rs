@@ -1,0 +1,100 @@
+//! The raw bindings generated from `wit/`. Prefer the re-exports in the kind modules
+//! ([`crate::validator`], [`crate::strategy`], ...) and the helper modules.
+//!
+//! The host interfaces (`log`, `config`, `model`, `types`) are generated once, from a helper
+//! world that only imports them ([`host`]); every plugin world maps its imports onto those
+//! modules with `with`, so all kinds share one set of types (`ChatMessage`, `PluginInfo`, ...).
+//!
+//! What ends up in a component: `wit-component` keeps only the imports the core module really
+//! calls, so a provider that never calls `model` does not import it. Each world's exports are
+//! described by a custom section that its export macro emits (wit-bindgen does this for
+//! `pub_export_macro`), so only the world an author registers is exported.
+
+/// The host-provided interfaces, for every kind of plugin.
+pub mod host {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        inline: "
+            package textnlp:sdk;
+
+            world host {
+                import textnlp:plugin/log@0.1.0;
+                import textnlp:plugin/config@0.1.0;
+                import textnlp:plugin/model@0.1.0;
+                import textnlp:plugin/types@0.1.0;
+            }
+        ",
+        world: "textnlp:sdk/host",
+        runtime_path: "::textnlp_plugin_sdk::wit_bindgen::rt",
+        // The world's interfaces live in `textnlp:plugin`, not in its own package.
+        generate_all,
+    });
+}
+
+/// World `tokenizer-plugin`.
+pub mod tokenizer {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "textnlp:plugin/tokenizer-plugin@0.1.0",
+        runtime_path: "::textnlp_plugin_sdk::wit_bindgen::rt",
+        with: {
+            "textnlp:plugin/log@0.1.0": crate::bindings::host::textnlp::plugin::log,
+        },
+        pub_export_macro: true,
+        export_macro_name: "__export_tokenizer_plugin",
+        default_bindings_module: "::textnlp_plugin_sdk::bindings::tokenizer",
+    });
+}
+
+/// World `validator-plugin`.
+pub mod validator {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "textnlp:plugin/validator-plugin@0.1.0",
+        runtime_path: "::textnlp_plugin_sdk::wit_bindgen::rt",
+        with: {
+            "textnlp:plugin/log@0.1.0": crate::bindings::host::textnlp::plugin::log,
+            "textnlp:plugin/config@0.1.0": crate::bindings::host::textnlp::plugin::config,
+            "textnlp:plugin/model@0.1.0": crate::bindings::host::textnlp::plugin::model,
+            "textnlp:plugin/types@0.1.0": crate::bindings::host::textnlp::plugin::types,
+        },
+        pub_export_macro: true,
+        export_macro_name: "__export_validator_plugin",
+        default_bindings_module: "::textnlp_plugin_sdk::bindings::validator",
+    });
+}
+
+/// World `strategy-plugin`.
+pub mod strategy {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "textnlp:plugin/strategy-plugin@0.1.0",
+        runtime_path: "::textnlp_plugin_sdk::wit_bindgen::rt",
+        with: {
+            "textnlp:plugin/log@0.1.0": crate::bindings::host::textnlp::plugin::log,
+            "textnlp:plugin/config@0.1.0": crate::bindings::host::textnlp::plugin::config,
+            "textnlp:plugin/model@0.1.0": crate::bindings::host::textnlp::plugin::model,
+            "textnlp:plugin/types@0.1.0": crate::bindings::host::textnlp::plugin::types,
+        },
+        pub_export_macro: true,
+        export_macro_name: "__export_strategy_plugin",
+        default_bindings_module: "::textnlp_plugin_sdk::bindings::strategy",
+    });
+}
+
+/// World `provider-plugin`.
+pub mod provider {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "textnlp:plugin/provider-plugin@0.1.0",
+        runtime_path: "::textnlp_plugin_sdk::wit_bindgen::rt",
+        with: {
+            "textnlp:plugin/log@0.1.0": crate::bindings::host::textnlp::plugin::log,
+            "textnlp:plugin/config@0.1.0": crate::bindings::host::textnlp::plugin::config,
+            "textnlp:plugin/types@0.1.0": crate::bindings::host::textnlp::plugin::types,
+        },
+        pub_export_macro: true,
+        export_macro_name: "__export_provider_plugin",
+        default_bindings_module: "::textnlp_plugin_sdk::bindings::provider",
+    });
+}
