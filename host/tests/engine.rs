@@ -227,3 +227,88 @@ fn admission_control_refuses_clearly_and_cancellation_frees_the_pool() {
     assert!(stats.cancelled.load(std::sync::atomic::Ordering::Relaxed) >= 2);
     engine.shutdown(Duration::from_secs(5));
 }
+
+/// Greedy decoding by hand through a session (append, take the argmax of the logits, append
+/// it) gives exactly the tokens of a greedy request, while other work shares the batch.
+#[test]
+fn a_session_decodes_like_a_request_amid_other_work() {
+    let engine = Engine::start(model(), config());
+    let handle = engine.handle();
+    let greedy = |prompt: Vec<u32>| Request {
+        sampling: SamplingParams::default(),
+        ..request("req", prompt, 12, 0)
+    };
+    let (expected, _) = collect(handle.submit(greedy(prompt(40, 3))).unwrap());
+
+    let noise: Vec<_> = (0..4)
+        .map(|i| {
+            handle
+                .submit(request("noise", prompt(30, 10 + i), 20, i as u64))
+                .unwrap()
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let mut session = handle.open_session("plugin", 64).expect("a session fits");
+    let mut logits = session.append(&prompt(40, 3), deadline).expect("prefill");
+    let mut got = Vec::new();
+    for _ in 0..12 {
+        let next = logits
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(id, _)| id as u32)
+            .unwrap();
+        got.push(next);
+        logits = session.append(&[next], deadline).expect("decode");
+    }
+    assert_eq!(got, expected);
+    assert_eq!(session.len(), 52);
+    for rx in noise {
+        collect(rx);
+    }
+}
+
+#[test]
+fn a_session_refuses_what_it_cannot_hold_and_frees_its_memory_when_dropped() {
+    let engine = Engine::start(
+        model(),
+        EngineConfig {
+            kv_tokens: 128,
+            ..config()
+        },
+    );
+    let handle = engine.handle();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    assert!(matches!(
+        handle.open_session("p", 129),
+        Err(SubmitError::TooLarge {
+            needed: 129,
+            capacity: 128
+        })
+    ));
+    let mut session = handle.open_session("p", 100).unwrap();
+    session.append(&prompt(90, 1), deadline).unwrap();
+    let too_many = session.append(&prompt(20, 2), deadline).unwrap_err();
+    assert!(
+        too_many.to_string().contains("capacity of 100"),
+        "{too_many}"
+    );
+    let bad_id = session.append(&[u32::MAX], deadline).unwrap_err();
+    assert!(
+        bad_id.to_string().contains("outside the vocabulary"),
+        "{bad_id}"
+    );
+    // The session holds 100 of 128 KV tokens: a 60-token request waits until it is dropped.
+    let rx = handle.submit(request("r", prompt(40, 4), 20, 1)).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        handle
+            .stats()
+            .running
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+    drop(session);
+    let (ids, _) = collect(rx);
+    assert_eq!(ids.len(), 20);
+}

@@ -20,6 +20,8 @@
 //! | `file`        | tries to read, list and write the file system; reports what happened       |
 //! | `env`         | reports how many environment variables and arguments it sees, and its cwd  |
 //! | `model`       | calls `model.generate` and returns the text as a metric name               |
+//! | `greedy`      | well-behaved: decodes `count` tokens greedily after the first sample's text  |
+//! |               | through a `model.session`; corpus metrics `t0`, `t1`, ... are the token ids  |
 //!
 //! Any other mode is an `invalid-config` error.
 
@@ -104,6 +106,7 @@ impl Guest for Hostile {
                 std::env::current_dir()
             ))),
             "model" => generate(&samples),
+            "greedy" => greedy(&samples, settings.number("count", 8)?),
             other => Err(Error::InvalidConfig(format!("unknown mode {other:?}"))),
         }
     }
@@ -321,4 +324,34 @@ fn generate(samples: &[Sample]) -> Result<Report, Error> {
         }
         Err(e) => Err(Error::Model(format!("model.generate failed: {e:?}"))),
     }
+}
+
+/// Greedy decoding by hand through a host session: tokenize, append, sample at temperature
+/// 0, append the token, repeat. Returns the ids as corpus metrics `t0`, `t1`, ...
+fn greedy(samples: &[Sample], count: u64) -> Result<Report, Error> {
+    use textnlp::plugin::model::{SamplingParams, Session, tokenize};
+    let model = |e| Error::Model(format!("{e:?}"));
+    let text = samples.first().map_or("", |s| s.text.as_str());
+    let prompt = tokenize(text, true).map_err(model)?;
+    let session = Session::open(prompt.len() as u32 + count as u32).map_err(model)?;
+    session.append(&prompt).map_err(model)?;
+    let greedy = SamplingParams {
+        temperature: 0.0,
+        top_k: 0,
+        top_p: 1.0,
+        min_p: 0.0,
+        repetition_penalty: 1.0,
+        seed: 0,
+    };
+    let mut report = well_behaved(samples);
+    for i in 0..count {
+        let token = session.sample(greedy).map_err(model)?;
+        report
+            .corpus
+            .push(metric(format!("t{i}"), f64::from(token)));
+        if i + 1 < count {
+            session.append(&[token]).map_err(model)?;
+        }
+    }
+    Ok(report)
 }
