@@ -77,6 +77,16 @@ impl Egress {
     }
 }
 
+/// The port a request goes to: the URI's own, else its scheme's default (as the connection
+/// will use), so that a `host:443` entry allows `https://host/...`.
+fn effective_port(uri: &http::Uri) -> Option<u16> {
+    uri.port_u16().or(match uri.scheme_str() {
+        Some("https") => Some(443),
+        Some("http") => Some(80),
+        _ => None,
+    })
+}
+
 fn forbidden(name: &HeaderName) -> bool {
     name == http::header::AUTHORIZATION
         || name.as_str() == "x-api-key"
@@ -106,8 +116,7 @@ impl WasiHttpHooks for Egress {
         drop(fut);
         let uri = request.uri();
         let host = uri.host().unwrap_or_default().to_owned();
-        let port = uri.port_u16();
-        if !self.allows(&host, port) {
+        if !self.allows(&host, effective_port(uri)) {
             let authority = uri.authority().map_or(host, |a| a.to_string());
             tracing::warn!(%authority, "plugin request to a host outside its allow-list refused");
             self.denied = Some(authority);
@@ -144,6 +153,24 @@ mod tests {
         assert!(!egress.allows("evil.example.com", None));
         assert!(!egress.allows("api.example.com.evil", None));
         assert!(!Egress::deny_all().allows("api.example.com", None));
+    }
+
+    #[test]
+    fn a_port_entry_allows_urls_with_the_schemes_default_port() {
+        let egress = Egress::allow(
+            &["api.example.com:443".into(), "plain.example:80".into()],
+            None,
+        );
+        let allows = |url: &str| {
+            let uri: http::Uri = url.parse().expect("a valid URI");
+            egress.allows(uri.host().unwrap_or_default(), effective_port(&uri))
+        };
+        assert!(allows("https://api.example.com/v1/models"));
+        assert!(allows("https://api.example.com:443/v1/models"));
+        assert!(!allows("http://api.example.com/v1/models"));
+        assert!(!allows("https://api.example.com:8443/v1/models"));
+        assert!(allows("http://plain.example/"));
+        assert!(!allows("https://plain.example/"));
     }
 
     #[test]

@@ -687,7 +687,10 @@ mod tests {
             .components
             .insert("orphan", &b"x"[..])
             .expect("insert");
-        assert_eq!(registry.list("t1").expect("list"), [entry.clone()]);
+        assert_eq!(
+            registry.list("t1").expect("list"),
+            std::slice::from_ref(&entry)
+        );
         assert!(registry.list("t").expect("list").is_empty());
 
         registry.remove("t1", "p").expect("remove");

@@ -11,8 +11,7 @@
 //!   the usage when the server sent it (`stream_options.include_usage` asks for it).
 //! - Errors: 401/403 `unauthorized`, 429 `rate-limited` (with `Retry-After` seconds), other 4xx
 //!   `rejected` with the server's message, 5xx and network failures `unavailable`, answers that
-//!   do not parse `protocol`. Invalid settings are `rejected` (the interface has no
-//!   invalid-config case for providers).
+//!   do not parse `protocol`. Invalid settings are `invalid-config`.
 //!
 //! The plugin never sets an `Authorization` header, nor any other credential: the host adds the
 //! operator's API key to each request to an allowed host, and the plugin never sees it.
