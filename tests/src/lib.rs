@@ -65,3 +65,18 @@ pub fn top_pairs(v: &Value) -> Vec<(u32, f32)> {
         })
         .collect()
 }
+
+/// The bytes of a plugin component built by `scripts/setup.sh` (the guest workspace
+/// `plugins/`, which also builds the test components of `tests/plugins/`), e.g.
+/// `built_component("hostile")` for `hostile.wasm`.
+pub fn built_component(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../plugins/target/wasm32-wasip2/release")
+        .join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run scripts/setup.sh to build the plugins",
+            path.display()
+        )
+    })
+}

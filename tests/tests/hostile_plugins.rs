@@ -6,7 +6,6 @@
 //! Needs the hostile components built: `scripts/setup.sh` builds the guest workspace
 //! (plugins/), of which tests/plugins/* are members.
 
-use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -15,17 +14,7 @@ use textnlp_host::plugins::{
     InstanceSpec, Limits, PluginError, PluginRuntime, TokenizerPlugin, TrapKind, ValidatorPlugin,
 };
 
-fn component(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../plugins/target/wasm32-wasip2/release")
-        .join(format!("{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; run scripts/setup.sh to build the plugins",
-            path.display()
-        )
-    })
-}
+use textnlp_tests::built_component as component;
 
 /// Tight limits, so the failures are quick: 32 MiB of memory, 1 s per call.
 fn limits() -> Limits {

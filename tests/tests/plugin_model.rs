@@ -1,7 +1,6 @@
 //! Plugins using the host's model through the WIT `model` interface: every call goes through
 //! the same engine as the HTTP API, and gives what a direct request gives.
 
-use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use textnlp_host::engine::{Engine, EngineConfig, Event, Request};
@@ -18,17 +17,7 @@ use textnlp_host::plugins::{
 use textnlp_host::text::TokenizerPool;
 use textnlp_kernels::cpu::sampling::SamplingParams;
 
-fn component(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../plugins/target/wasm32-wasip2/release")
-        .join(format!("{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; run scripts/setup.sh to build the plugins",
-            path.display()
-        )
-    })
-}
+use textnlp_tests::built_component as component;
 
 struct Host {
     runtime: PluginRuntime,

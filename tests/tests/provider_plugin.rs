@@ -11,7 +11,6 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -32,16 +31,7 @@ const KEY: &str = "sk-test-4f1c9a0e7d2b";
 
 fn component() -> &'static [u8] {
     static WASM: OnceLock<Vec<u8>> = OnceLock::new();
-    WASM.get_or_init(|| {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../plugins/target/wasm32-wasip2/release/provider_openai.wasm");
-        std::fs::read(&path).unwrap_or_else(|e| {
-            panic!(
-                "{}: {e}; run scripts/setup.sh to build the plugins",
-                path.display()
-            )
-        })
-    })
+    WASM.get_or_init(|| textnlp_tests::built_component("provider_openai"))
 }
 
 fn runtime() -> &'static PluginRuntime {

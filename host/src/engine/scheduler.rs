@@ -130,11 +130,12 @@ impl Sink {
         }
     }
 
+    /// Tells the listener the sequence failed (a listener already gone needs no telling).
     fn fail(&self, why: &str) {
-        let _ = match self {
-            Sink::Events(events) => events.send(Event::Failed(why.to_owned())).is_ok(),
-            Sink::Session { replies, .. } => replies.send(Err(why.to_owned())).is_ok(),
-        };
+        match self {
+            Sink::Events(events) => drop(events.send(Event::Failed(why.to_owned()))),
+            Sink::Session { replies, .. } => drop(replies.send(Err(why.to_owned()))),
+        }
     }
 }
 

@@ -45,6 +45,8 @@ pub struct SessionHandle {
     capacity: usize,
     held: usize,
     replies: Option<UnboundedReceiver<SessionReply>>,
+    /// Why the session is over, once it is (its KV cache is gone or in an unknown state).
+    ended: Option<String>,
 }
 
 impl EngineHandle {
@@ -72,6 +74,7 @@ impl EngineHandle {
             capacity,
             held: 0,
             replies: None,
+            ended: None,
         })
     }
 }
@@ -93,6 +96,9 @@ impl SessionHandle {
     /// Feeds `tokens` through the model and returns the logits of the last one. Blocks the
     /// calling thread (never call it on an async runtime's worker) until then or `deadline`.
     pub fn append(&mut self, tokens: &[u32], deadline: Instant) -> Result<Vec<f32>, SessionError> {
+        if let Some(why) = &self.ended {
+            return Err(SessionError::Ended(why.clone()));
+        }
         if tokens.is_empty() {
             return Err(SessionError::Empty);
         }
@@ -155,29 +161,25 @@ impl SessionHandle {
     }
 
     fn end_with(&mut self, error: SessionError) -> SessionError {
-        self.capacity = self.held;
+        self.ended = Some(error.to_string());
+        self.close();
+        error
+    }
+
+    /// Closes the reply channel, which the engine takes as the end of the session, and wakes
+    /// the engine so the KV reservation is freed now.
+    fn close(&mut self) {
         if let Some(mut replies) = self.replies.take() {
             replies.close();
             self.engine.wake();
         }
-        self.replies = Some(closed_receiver());
-        error
     }
 }
 
 impl Drop for SessionHandle {
     fn drop(&mut self) {
-        if let Some(mut replies) = self.replies.take() {
-            // Closing the channel is what the engine checks; waking it frees the KV now.
-            replies.close();
-            self.engine.wake();
-        }
+        self.close();
     }
-}
-
-/// A receiver whose sender is gone: later appends on an ended session fail at once.
-fn closed_receiver() -> UnboundedReceiver<SessionReply> {
-    unbounded_channel().1
 }
 
 /// Receives from `rx` on a plain thread, giving up at `deadline`: `None` on timeout,

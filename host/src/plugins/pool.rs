@@ -25,6 +25,60 @@ pub trait World {
     ) -> wasmtime::Result<Self::Bindings>;
 }
 
+/// Implements [`World`] for the generated bindings of one world: `world!(Name, KIND, Pre,
+/// Bindings)` where `bindings` (in scope at the call site) is that world's bindings module.
+macro_rules! world {
+    ($name:ident, $kind:expr, $pre:ident, $bindings:ident) => {
+        /// The world, for [`InstancePool`](super::pool::InstancePool).
+        pub struct $name;
+
+        impl super::pool::World for $name {
+            const KIND: super::kind::PluginKind = $kind;
+            type Pre = bindings::$pre<super::runtime::PluginState>;
+            type Bindings = bindings::$bindings;
+
+            fn pre(
+                pre: wasmtime::component::InstancePre<super::runtime::PluginState>,
+            ) -> wasmtime::Result<Self::Pre> {
+                bindings::$pre::new(pre)
+            }
+
+            fn instantiate(
+                pre: &Self::Pre,
+                store: &mut wasmtime::Store<super::runtime::PluginState>,
+            ) -> wasmtime::Result<Self::Bindings> {
+                pre.instantiate(store)
+            }
+        }
+    };
+}
+pub(super) use world;
+
+/// An installed plugin of one tenant: its pool of instances. Each world's module adds the
+/// calls of its interface (`Plugin<ValidatorWorld>::score`, ...).
+pub struct Plugin<W: World> {
+    pub(super) pool: InstancePool<W>,
+}
+
+impl<W: World> Plugin<W> {
+    /// Checks `wasm` as a plugin of `W`'s kind; instances are created from `spec`, and up to
+    /// `max_idle` are kept ready.
+    pub fn new(
+        runtime: &PluginRuntime,
+        wasm: &[u8],
+        spec: InstanceSpec,
+        max_idle: usize,
+    ) -> Result<Self, PluginError> {
+        Ok(Plugin {
+            pool: InstancePool::new(runtime, wasm, spec, max_idle)?,
+        })
+    }
+
+    pub fn pool(&self) -> &InstancePool<W> {
+        &self.pool
+    }
+}
+
 /// One live instance: its store and the bindings of its exports.
 pub struct Instance<W: World> {
     pub store: PluginStore,

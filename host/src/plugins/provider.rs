@@ -5,8 +5,7 @@ use super::bindings::provider as bindings;
 use super::contract::{self, MAX_NAME, MAX_TEXT, invalid};
 use super::error::PluginError;
 use super::kind::PluginKind;
-use super::pool::{InstancePool, World};
-use super::runtime::{InstanceSpec, PluginRuntime, PluginState};
+use super::pool::{Plugin, world};
 use super::validator::{PluginInfo, truncated};
 
 use bindings::exports::textnlp::plugin::provider as wit;
@@ -18,43 +17,17 @@ const MAX_MODELS: usize = 4096;
 /// Most pieces one stream may deliver (a runaway stream ends the call).
 const MAX_PIECES: usize = 1 << 20;
 
-/// The provider world for [`InstancePool`].
-pub struct ProviderWorld;
-
-impl World for ProviderWorld {
-    const KIND: PluginKind = PluginKind::Provider;
-    type Pre = bindings::ProviderPluginPre<PluginState>;
-    type Bindings = bindings::ProviderPlugin;
-
-    fn pre(pre: wasmtime::component::InstancePre<PluginState>) -> wasmtime::Result<Self::Pre> {
-        bindings::ProviderPluginPre::new(pre)
-    }
-
-    fn instantiate(
-        pre: &Self::Pre,
-        store: &mut wasmtime::Store<PluginState>,
-    ) -> wasmtime::Result<Self::Bindings> {
-        pre.instantiate(store)
-    }
-}
+world!(
+    ProviderWorld,
+    PluginKind::Provider,
+    ProviderPluginPre,
+    ProviderPlugin
+);
 
 /// A provider adapter of one tenant, with its pool of instances.
-pub struct ProviderPlugin {
-    pool: InstancePool<ProviderWorld>,
-}
+pub type ProviderPlugin = Plugin<ProviderWorld>;
 
-impl ProviderPlugin {
-    pub fn new(
-        runtime: &PluginRuntime,
-        wasm: &[u8],
-        spec: InstanceSpec,
-        max_idle: usize,
-    ) -> Result<Self, PluginError> {
-        Ok(ProviderPlugin {
-            pool: InstancePool::new(runtime, wasm, spec, max_idle)?,
-        })
-    }
-
+impl Plugin<ProviderWorld> {
     pub fn describe(&self) -> Result<PluginInfo, PluginError> {
         let info = self.pool.call(None, |i| {
             i.store

@@ -5,9 +5,10 @@ use super::bindings::strategy as bindings;
 use super::contract::{self, MAX_TEXT, invalid};
 use super::error::PluginError;
 use super::kind::PluginKind;
-use super::pool::{InstancePool, World};
-use super::runtime::{InstanceSpec, PluginRuntime, PluginState};
+use super::pool::{Plugin, world};
+use super::runtime::PluginState;
 use super::validator::{PluginInfo, truncated};
+use wasmtime::Store;
 
 use bindings::exports::textnlp::plugin::strategy as wit;
 pub use bindings::textnlp::plugin::types::ChatMessage;
@@ -16,43 +17,17 @@ pub use wit::{ExpandRequest, GeneratedRecord, PromptRecord};
 /// Most records one call may ask for.
 pub const MAX_RECORDS_PER_CALL: u32 = 10_000;
 
-/// The strategy world for [`InstancePool`].
-pub struct StrategyWorld;
-
-impl World for StrategyWorld {
-    const KIND: PluginKind = PluginKind::Strategy;
-    type Pre = bindings::StrategyPluginPre<PluginState>;
-    type Bindings = bindings::StrategyPlugin;
-
-    fn pre(pre: wasmtime::component::InstancePre<PluginState>) -> wasmtime::Result<Self::Pre> {
-        bindings::StrategyPluginPre::new(pre)
-    }
-
-    fn instantiate(
-        pre: &Self::Pre,
-        store: &mut wasmtime::Store<PluginState>,
-    ) -> wasmtime::Result<Self::Bindings> {
-        pre.instantiate(store)
-    }
-}
+world!(
+    StrategyWorld,
+    PluginKind::Strategy,
+    StrategyPluginPre,
+    StrategyPlugin
+);
 
 /// A strategy plugin of one tenant, with its pool of instances.
-pub struct StrategyPlugin {
-    pool: InstancePool<StrategyWorld>,
-}
+pub type StrategyPlugin = Plugin<StrategyWorld>;
 
-impl StrategyPlugin {
-    pub fn new(
-        runtime: &PluginRuntime,
-        wasm: &[u8],
-        spec: InstanceSpec,
-        max_idle: usize,
-    ) -> Result<Self, PluginError> {
-        Ok(StrategyPlugin {
-            pool: InstancePool::new(runtime, wasm, spec, max_idle)?,
-        })
-    }
-
+impl Plugin<StrategyWorld> {
     pub fn describe(&self) -> Result<PluginInfo, PluginError> {
         let info = self.pool.call(None, |i| {
             i.store
@@ -68,24 +43,17 @@ impl StrategyPlugin {
         request: ExpandRequest,
         config: Option<&str>,
     ) -> Result<Vec<PromptRecord>, PluginError> {
+        let records = self.records(request, config, |api, s| api.call_expand(s, request))?;
         let plugin = self.pool.name();
-        check_request(plugin, request)?;
-        let records = self
-            .pool
-            .call(config, |i| {
-                i.store
-                    .call(|s| i.bindings.textnlp_plugin_strategy().call_expand(s, request))
-            })?
-            .map_err(|e| reported(plugin, e))?;
         let mut previous = None;
-        for record in &records {
+        for r in &records {
             check_record(
                 plugin,
                 request,
                 &mut previous,
-                record.index,
-                &record.messages,
-                &record.metadata,
+                r.index,
+                &r.messages,
+                &r.metadata,
             )?;
         }
         Ok(records)
@@ -97,31 +65,41 @@ impl StrategyPlugin {
         request: ExpandRequest,
         config: Option<&str>,
     ) -> Result<Vec<GeneratedRecord>, PluginError> {
+        let records = self.records(request, config, |api, s| api.call_generate(s, request))?;
         let plugin = self.pool.name();
-        check_request(plugin, request)?;
-        let records = self
-            .pool
-            .call(config, |i| {
-                i.store.call(|s| {
-                    i.bindings
-                        .textnlp_plugin_strategy()
-                        .call_generate(s, request)
-                })
-            })?
-            .map_err(|e| reported(plugin, e))?;
         let mut previous = None;
-        for record in &records {
+        for r in &records {
             check_record(
                 plugin,
                 request,
                 &mut previous,
-                record.index,
-                &record.messages,
-                &record.metadata,
+                r.index,
+                &r.messages,
+                &r.metadata,
             )?;
-            contract::bounded(plugin, "a completion", &record.completion, MAX_TEXT)?;
+            contract::bounded(plugin, "a completion", &r.completion, MAX_TEXT)?;
         }
         Ok(records)
+    }
+
+    /// One call of the strategy interface that returns records, with its error mapped.
+    fn records<R>(
+        &self,
+        request: ExpandRequest,
+        config: Option<&str>,
+        call: impl FnOnce(
+            &wit::Guest,
+            &mut Store<PluginState>,
+        ) -> wasmtime::Result<Result<R, wit::Error>>,
+    ) -> Result<R, PluginError> {
+        let plugin = self.pool.name();
+        check_request(plugin, request)?;
+        self.pool
+            .call(config, |i| {
+                i.store
+                    .call(|s| call(i.bindings.textnlp_plugin_strategy(), s))
+            })?
+            .map_err(|e| reported(plugin, e))
     }
 }
 

@@ -4,56 +4,23 @@ use super::bindings::validator as bindings;
 use super::contract::{self, MAX_SHORT_TEXT, invalid};
 use super::error::PluginError;
 use super::kind::PluginKind;
-use super::pool::{InstancePool, World};
-use super::runtime::{InstanceSpec, PluginRuntime};
+use super::pool::{Plugin, world};
 
 use bindings::exports::textnlp::plugin::validator as wit;
 pub use bindings::textnlp::plugin::types::{Metric, PluginInfo};
 pub use wit::{Report, Sample, SampleResult, Verdict};
 
-/// The validator world for [`InstancePool`].
-pub struct ValidatorWorld;
-
-impl World for ValidatorWorld {
-    const KIND: PluginKind = PluginKind::Validator;
-    type Pre = bindings::ValidatorPluginPre<super::runtime::PluginState>;
-    type Bindings = bindings::ValidatorPlugin;
-
-    fn pre(
-        pre: wasmtime::component::InstancePre<super::runtime::PluginState>,
-    ) -> wasmtime::Result<Self::Pre> {
-        bindings::ValidatorPluginPre::new(pre)
-    }
-
-    fn instantiate(
-        pre: &Self::Pre,
-        store: &mut wasmtime::Store<super::runtime::PluginState>,
-    ) -> wasmtime::Result<Self::Bindings> {
-        pre.instantiate(store)
-    }
-}
+world!(
+    ValidatorWorld,
+    PluginKind::Validator,
+    ValidatorPluginPre,
+    ValidatorPlugin
+);
 
 /// A validator plugin of one tenant, with its pool of instances.
-pub struct ValidatorPlugin {
-    pool: InstancePool<ValidatorWorld>,
-}
+pub type ValidatorPlugin = Plugin<ValidatorWorld>;
 
-impl ValidatorPlugin {
-    pub fn new(
-        runtime: &PluginRuntime,
-        wasm: &[u8],
-        spec: InstanceSpec,
-        max_idle: usize,
-    ) -> Result<Self, PluginError> {
-        Ok(ValidatorPlugin {
-            pool: InstancePool::new(runtime, wasm, spec, max_idle)?,
-        })
-    }
-
-    pub fn pool(&self) -> &InstancePool<ValidatorWorld> {
-        &self.pool
-    }
-
+impl Plugin<ValidatorWorld> {
     pub fn describe(&self) -> Result<PluginInfo, PluginError> {
         let info = self.pool.call(None, |i| {
             i.store
