@@ -29,7 +29,7 @@ use super::error::PluginError;
 use super::kind::PluginKind;
 use super::manifest::{Capabilities, Manifest, ManifestError};
 use super::runtime::{
-    InstanceSpec, Limits, PluginRuntime, PluginState, check_api_version, declared_api_version,
+    InstanceSpec, Limits, PluginRuntime, PluginState, check_header, declared_api_version,
     read_leb_u32,
 };
 
@@ -345,24 +345,18 @@ struct EntryRef {
     sha256: String,
 }
 
-/// Everything checked before a component is installed; returns its manifest.
+/// Everything checked before a component is installed; returns its manifest. The cheap,
+/// structural checks come first, so garbage or a truncated file is reported as such, and the
+/// declared API version is read before anything is compiled.
 fn vet(runtime: &PluginRuntime, wasm: &[u8]) -> Result<Manifest, RegistryError> {
-    // Compiled first, so that garbage or a truncated file is reported as such rather than as
-    // whichever section happens to be missing. The compiled component is cached for `prepare`.
-    if let Err(compile) = runtime.compile(wasm) {
-        // A component for another API may use what this host cannot compile: the version
-        // mismatch is then the more useful message.
-        if let Some(version) = declared_api_version(wasm) {
-            check_api_version(Some(&version))?;
-        }
-        if let Some(needed) = truncated_at(wasm) {
-            return Err(RegistryError::Truncated {
-                size: wasm.len(),
-                needed,
-            });
-        }
-        return Err(compile.into());
+    check_header(wasm)?;
+    if let Some(needed) = truncated_at(wasm) {
+        return Err(RegistryError::Truncated {
+            size: wasm.len(),
+            needed,
+        });
     }
+    runtime.check_declared_version(wasm)?;
     let manifest = Manifest::from_component(wasm)?;
     runtime.prepare(manifest.kind, wasm)?;
     Ok(manifest)
@@ -620,7 +614,8 @@ mod tests {
                 .expect_err("refused");
             assert!(err.to_string().contains(expected), "{err}");
         }
-        // A well-formed component without a manifest.
+        // A well-formed component built without the SDK: no API version (checked before the
+        // manifest, so nothing of it is trusted).
         let err = registry
             .add(
                 SHARED,
@@ -630,7 +625,8 @@ mod tests {
             )
             .expect_err("refused");
         assert!(
-            matches!(err, RegistryError::Manifest(ManifestError::Missing)),
+            err.to_string()
+                .contains("declares no textnlp:plugin API version"),
             "{err}"
         );
         assert!(registry.list(SHARED).expect("list").is_empty());

@@ -205,23 +205,7 @@ impl PluginRuntime {
     /// in memory by content hash, so loading the same plugin again is cheap. Core modules, text
     /// and precompiled artifacts are refused.
     pub fn compile(&self, wasm: &[u8]) -> Result<Component, PluginError> {
-        const MAGIC: &[u8] = b"\0asm";
-        if wasm.len() < 8 || &wasm[..4] != MAGIC {
-            if Engine::detect_precompiled(wasm).is_some() {
-                return Err(PluginError::Compile(
-                    "precompiled artifacts are not accepted; give the .wasm component".into(),
-                ));
-            }
-            return Err(PluginError::Compile("not a WebAssembly binary".into()));
-        }
-        // Bytes 4..8: version 1 for a core module, `0d 00 01 00` for a component.
-        if wasm[4..8] == [1, 0, 0, 0] {
-            return Err(PluginError::Compile(
-                "this is a core WebAssembly module, not a component; build the plugin with \
-                 `cargo build --target wasm32-wasip2`"
-                    .into(),
-            ));
-        }
+        check_header(wasm)?;
         let key: [u8; 32] = Sha256::digest(wasm).into();
         if let Some(component) = self.cache().get(&key) {
             return Ok(component.clone());
@@ -303,7 +287,8 @@ impl PluginRuntime {
         kind: PluginKind,
         wasm: &[u8],
     ) -> Result<InstancePre<PluginState>, PluginError> {
-        check_api_version(declared_api_version(wasm).as_deref())?;
+        check_header(wasm)?;
+        self.check_declared_version(wasm)?;
         let component = self.compile(wasm)?;
         self.audit_imports(&component, kind)?;
         let pre = self
@@ -312,6 +297,17 @@ impl PluginRuntime {
             .map_err(|e| PluginError::Link(format!("{} ({})", describe(&e), kind.world())))?;
         super::bindings::check_exports(kind, pre.clone())?;
         Ok(pre)
+    }
+
+    /// Accepts the API version a component declares, read before it is compiled. A
+    /// component that declares none is compiled only to tell a malformed file (reported as
+    /// such) from one built without the SDK.
+    pub(crate) fn check_declared_version(&self, wasm: &[u8]) -> Result<(), PluginError> {
+        let declared = declared_api_version(wasm);
+        if declared.is_none() {
+            self.compile(wasm)?;
+        }
+        check_api_version(declared.as_deref())
     }
 
     /// A fresh store for one plugin instance.
@@ -411,11 +407,34 @@ impl InstanceSpec {
     }
 }
 
+/// Refuses bytes that are not a WebAssembly component before anything reads further: text,
+/// garbage, core modules and precompiled artifacts.
+pub(crate) fn check_header(wasm: &[u8]) -> Result<(), PluginError> {
+    const MAGIC: &[u8] = b"\0asm";
+    if wasm.len() < 8 || &wasm[..4] != MAGIC {
+        if Engine::detect_precompiled(wasm).is_some() {
+            return Err(PluginError::Compile(
+                "precompiled artifacts are not accepted; give the .wasm component".into(),
+            ));
+        }
+        return Err(PluginError::Compile("not a WebAssembly binary".into()));
+    }
+    // Bytes 4..8: version 1 for a core module, `0d 00 01 00` for a component.
+    if wasm[4..8] == [1, 0, 0, 0] {
+        return Err(PluginError::Compile(
+            "this is a core WebAssembly module, not a component; build the plugin with \
+             `cargo build --target wasm32-wasip2`"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// The plugin API versions this host links: `textnlp:plugin` 0.1.x.
 pub const SUPPORTED_API: (u64, u64) = (0, 1);
 
 /// Refuses a component that does not declare a `textnlp:plugin` version this host links.
-pub(crate) fn check_api_version(declared: Option<&str>) -> Result<(), PluginError> {
+fn check_api_version(declared: Option<&str>) -> Result<(), PluginError> {
     let Some(version) = declared else {
         return Err(PluginError::Version(
             "the component declares no textnlp:plugin API version (custom section \
