@@ -131,15 +131,34 @@ fn an_endless_loop_hits_the_deadline() {
 
 #[test]
 fn an_endless_loop_with_a_fuel_budget_runs_out_of_fuel() {
+    // Fuel metering is a property of the runtime (it slows every plugin down).
     let limits = Limits {
         fuel: Some(50_000_000),
         ..limits()
     };
+    let metered = PluginRuntime::with_limits(limits.clone())
+        .expect("runtime")
+        .with_artifact_dir(None);
+    let spec = InstanceSpec::new("tenant-a", "hostile", limits);
+    let plugin = ValidatorPlugin::new(&metered, &component("hostile"), spec, 1).expect("loads");
     trap(
-        misbehave_with(r#"{"mode":"loop"}"#, limits),
+        run(&plugin, r#"{"mode":"loop"}"#),
         TrapKind::Fuel,
         "fuel budget of 50000000",
     );
+    run(&plugin, r#"{"mode":"ok"}"#).expect("a fresh instance has its budget again");
+    // A runtime without metering refuses a budget rather than ignoring it.
+    let unmetered = hostile(
+        "tenant-a",
+        Limits {
+            fuel: Some(1),
+            ..self::limits()
+        },
+    );
+    match run(&unmetered, r#"{"mode":"ok"}"#) {
+        Err(PluginError::Usage(message)) => assert!(message.contains("fuel"), "{message}"),
+        other => panic!("expected a usage error, got {other:?}"),
+    }
 }
 
 #[test]
