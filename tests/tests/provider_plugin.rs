@@ -132,6 +132,16 @@ impl Seen {
         self.headers.get(name).map(|v| v.to_str().expect("ASCII"))
     }
 
+    /// The request went to `method path` carrying the key the host holds (added on the way
+    /// out; the plugin's settings never had it).
+    fn assert_keyed(&self, method: Method, path: &str) {
+        assert_eq!((&self.method, self.path.as_str()), (&method, path));
+        assert_eq!(
+            self.header("authorization"),
+            Some(format!("Bearer {KEY}").as_str())
+        );
+    }
+
     fn json(&self) -> Value {
         serde_json::from_slice(&self.body).expect("the request body is JSON")
     }
@@ -294,15 +304,7 @@ fn complete_returns_the_servers_answer_and_the_host_adds_the_key() {
     assert_eq!(usage(&completion), Some((21, 4)));
 
     let seen = mock.one();
-    assert_eq!(
-        (&seen.method, seen.path.as_str()),
-        (&Method::POST, "/v1/chat/completions")
-    );
-    // The key the host holds, added on the way out; the plugin's settings never had it.
-    assert_eq!(
-        seen.header("authorization"),
-        Some(format!("Bearer {KEY}").as_str())
-    );
+    seen.assert_keyed(Method::POST, "/v1/chat/completions");
     assert_eq!(seen.headers.get_all("authorization").iter().count(), 1);
     assert_eq!(seen.header("x-api-key"), None);
     assert_eq!(seen.header("content-type"), Some("application/json"));
@@ -315,10 +317,7 @@ fn complete_returns_the_servers_answer_and_the_host_adds_the_key() {
     assert_eq!(again.text, "Hello, world.");
     let seen = mock.seen();
     assert_eq!(seen.len(), 2);
-    assert_eq!(
-        seen[1].header("authorization"),
-        Some(format!("Bearer {KEY}").as_str())
-    );
+    seen[1].assert_keyed(Method::POST, "/v1/chat/completions");
 }
 
 #[test]
@@ -441,14 +440,7 @@ fn stream_delivers_pieces_as_the_server_sends_them() {
     assert_eq!(usage(&completion), Some((17, 4)));
 
     let seen = mock.one();
-    assert_eq!(
-        (&seen.method, seen.path.as_str()),
-        (&Method::POST, "/v1/chat/completions")
-    );
-    assert_eq!(
-        seen.header("authorization"),
-        Some(format!("Bearer {KEY}").as_str())
-    );
+    seen.assert_keyed(Method::POST, "/v1/chat/completions");
     assert_eq!(seen.header("accept"), Some("text/event-stream"));
     let mut expected = expected_body();
     expected["stream"] = json!(true);
@@ -548,14 +540,7 @@ fn models_are_listed_from_the_server() {
         ]
     );
     let seen = mock.one();
-    assert_eq!(
-        (&seen.method, seen.path.as_str()),
-        (&Method::GET, "/v1/models")
-    );
-    assert_eq!(
-        seen.header("authorization"),
-        Some(format!("Bearer {KEY}").as_str())
-    );
+    seen.assert_keyed(Method::GET, "/v1/models");
 }
 
 #[test]
