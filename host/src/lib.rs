@@ -7,3 +7,4 @@ pub mod model;
 pub mod paths;
 pub mod plugins;
 pub mod text;
+pub mod validation;

@@ -28,9 +28,14 @@ pub fn default_model() -> PathBuf {
     home().join("models").join(DEFAULT_MODEL_FILE)
 }
 
+/// Where `scripts/setup.sh` installs the first-party plugin components.
+pub fn plugins_dir() -> PathBuf {
+    home().join("plugins")
+}
+
 /// Path of the installed first-party tokenizer plugin.
 pub fn tokenizer_plugin() -> PathBuf {
-    home().join("plugins").join(TOKENIZER_PLUGIN_FILE)
+    plugins_dir().join(TOKENIZER_PLUGIN_FILE)
 }
 
 /// The host's own state (the plugin registry's database).

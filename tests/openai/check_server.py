@@ -286,6 +286,53 @@ def native_routes():
     assert "/v1/chat/completions" in spec["paths"]
 
 
+@check
+def validate_route():
+    from sacrebleu.metrics import BLEU
+
+    hyps = ["The cat sat on the mat.", "Mail me at jane.doe@example.com today", "Hello world"]
+    refs = ["The cat is sitting on the mat.", "Mail me today", "Hello there world"]
+    body = {
+        "samples": hyps,
+        "references": refs,
+        "validators": [
+            {"name": "bleu", "action": "annotate"},
+            {"name": "pii", "action": "redact"},
+            {"name": "perplexity", "action": "annotate"},
+            {"name": "length", "config": {"unit": "words", "min": 3}},
+        ],
+    }
+    r = httpx.post(URL + "/v1/validate", json=body, timeout=120)
+    assert r.status_code == 200, r.text
+    report = r.json()
+    assert report["object"] == "validation"
+    bleu = report["validators"][0]
+    expected = BLEU().corpus_score(hyps, [refs])
+    # The metrics leave the plugin as f64 and JSON keeps every digit: equal, not close.
+    assert bleu["corpus"]["bleu"] == expected.score, (bleu["corpus"], expected.score)
+    assert bleu["corpus"]["bleu|" + str(BLEU().get_signature())] == expected.score
+    assert len(bleu["sha256"]) == 64 and bleu["rejected"] == 0
+    pii = report["validators"][1]
+    assert pii["rewritten"] == 1 and report["samples"][1]["text"] == "Mail me at [EMAIL] today", report["samples"][1]
+    ppl = [s["results"]["perplexity"]["scores"]["perplexity"] for s in report["samples"]]
+    assert all(p > 1 for p in ppl), ppl
+    assert [s["keep"] for s in report["samples"]] == [True, True, False], report["samples"]
+    assert report["samples"][2]["dropped_by"]["validator"] == "length"
+    assert report["summary"] == {"count": 3, "kept": 2, "dropped": 1, "rewritten": 1}, report["summary"]
+
+    bad = httpx.post(URL + "/v1/validate", json={"samples": ["x"], "validators": ["nope"]})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "validators", bad.text
+    assert "bleu" in bad.json()["error"]["message"]
+    bad = httpx.post(URL + "/v1/validate", json={"samples": ["x"], "validators": [{"name": "length", "action": "redact"}]})
+    assert bad.status_code == 400 and "does not rewrite" in bad.json()["error"]["message"], bad.text
+    bad = httpx.post(URL + "/v1/validate", json={"samples": ["x"], "validators": [{"name": "bleu"}]})
+    assert bad.status_code == 400 and "no reference" in bad.json()["error"]["message"], bad.text
+    bad = httpx.post(URL + "/v1/validate", json={"samples": ["x"], "validators": [{"name": "length", "config": {"min": -1}}]})
+    assert bad.status_code == 400 and "min" in bad.json()["error"]["message"], bad.text
+    bad = httpx.post(URL + "/v1/validate", json={"samples": [], "validators": ["length"]})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "samples", bad.text
+
+
 def say(line):
     """One whole line per write, so lines from several threads never interleave."""
     sys.stdout.write(line + "\n")

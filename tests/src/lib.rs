@@ -2,6 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
+mod metric_corpus;
+pub use metric_corpus::{Pair, metric_pairs};
+
 use serde_json::Value;
 use textnlp_host::model::Llama;
 use textnlp_host::model::gguf::GgufFile;
@@ -79,4 +82,37 @@ pub fn built_component(name: &str) -> Vec<u8> {
             path.display()
         )
     })
+}
+
+/// The Python of `$TEXTNLP_HOME/python` (created by `scripts/setup.sh` with the reference
+/// packages: the `openai` client, sacrebleu, rouge-score, nltk).
+pub fn reference_python() -> PathBuf {
+    let python = textnlp_host::paths::home().join("python/bin/python");
+    assert!(
+        python.exists(),
+        "{} missing: run scripts/setup.sh",
+        python.display()
+    );
+    python
+}
+
+/// Runs `tests/metrics/reference.py` with `request` on stdin and returns its JSON answer.
+pub fn python_reference(request: &Value) -> Value {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("metrics/reference.py");
+    let mut child = Command::new(reference_python())
+        .arg(&script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("starting the reference Python");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    stdin
+        .write_all(request.to_string().as_bytes())
+        .expect("writing the request");
+    drop(stdin);
+    let out = child.wait_with_output().expect("reference Python ran");
+    assert!(out.status.success(), "reference.py failed: {}", out.status);
+    serde_json::from_slice(&out.stdout).expect("reference.py answers JSON")
 }

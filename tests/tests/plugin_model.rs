@@ -3,10 +3,10 @@
 
 use std::sync::{Arc, OnceLock};
 
-use textnlp_host::engine::{Engine, EngineConfig, Event, Request};
-use textnlp_host::model::Llama;
+use textnlp_host::engine::{Engine, EngineConfig, Event, Request, negative_log_likelihood};
 use textnlp_host::model::gguf::GgufFile;
 use textnlp_host::model::vocab::vocabulary_from_gguf;
+use textnlp_host::model::{Llama, LogitsFor, Scratch, SequenceStep};
 use textnlp_host::paths;
 use textnlp_host::plugins::strategy::ExpandRequest;
 use textnlp_host::plugins::validator::{Report, Sample};
@@ -20,6 +20,7 @@ use textnlp_kernels::cpu::sampling::SamplingParams;
 use textnlp_tests::built_component as component;
 
 struct Host {
+    model: Arc<Llama>,
     runtime: PluginRuntime,
     engine: Engine,
     tokenizers: Arc<TokenizerPool>,
@@ -42,13 +43,14 @@ fn host() -> &'static Host {
             TokenizerPlugin::load(&loader_runtime, &paths::tokenizer_plugin(), vocab.clone())
         });
         let tokenizers = Arc::new(TokenizerPool::new(loader, 2).expect("tokenizer pool"));
-        let engine = Engine::start(model, EngineConfig::default());
+        let engine = Engine::start(Arc::clone(&model), EngineConfig::default());
         let access = Arc::new(ModelAccess::new(
             engine.handle(),
             Arc::clone(&tokenizers),
             "SmolLM2-135M-Instruct".into(),
         ));
         Host {
+            model,
             runtime,
             engine,
             tokenizers,
@@ -237,4 +239,81 @@ fn the_template_strategy_expands_deterministically_and_generates_through_the_mod
         repeated.iter().map(|r| &r.completion).collect::<Vec<_>>(),
         "seeded generation is reproducible"
     );
+}
+
+/// Perplexity of `tokens` from one direct forward pass: the first token is context, every
+/// later one is scored.
+fn direct_perplexity(tokens: &[u32]) -> f64 {
+    let model = &host().model;
+    let mut cache = model.new_cache();
+    let mut scratch = Scratch::default();
+    let mut steps = [SequenceStep {
+        cache: &mut cache,
+        tokens,
+        logits: LogitsFor::All,
+    }];
+    let logits = model.forward(&mut steps, &mut scratch).expect("forward");
+    let n_vocab = model.config().n_vocab;
+    let nll: f64 = logits
+        .chunks_exact(n_vocab)
+        .zip(&tokens[1..])
+        .map(|(row, &next)| negative_log_likelihood(row, next))
+        .sum();
+    (nll / (tokens.len() - 1) as f64).exp()
+}
+
+#[test]
+fn the_perplexity_plugin_scores_like_a_direct_forward_pass() {
+    let plugin = ValidatorPlugin::new(
+        &host().runtime,
+        &component("validator_perplexity"),
+        granted("perplexity"),
+        1,
+    )
+    .expect("loads");
+    let texts = [
+        "The quick brown fox jumps over the lazy dog.",
+        "dog lazy the over jumps fox brown quick The.",
+        "Paris is the capital of France, and Berlin is the capital of Germany.",
+        "x",
+    ];
+    let samples: Vec<Sample> = texts.iter().flat_map(|t| one_sample(t)).collect();
+    let report = plugin
+        .score(&samples, Some(r#"{"max": 1000}"#))
+        .expect("scores");
+    let metric = |i: usize, name: &str| {
+        report.samples[i]
+            .scores
+            .iter()
+            .find(|m| m.name == name)
+            .map(|m| m.value)
+    };
+    for (i, text) in texts.iter().enumerate().take(3) {
+        let tokens = host()
+            .tokenizers
+            .with_any(|t| t.encode(text, true, false))
+            .expect("encode");
+        let direct = direct_perplexity(&tokens);
+        let via_plugin = metric(i, "perplexity").expect("scored");
+        // Two engine steps (context token, then the rest against the cache) against one
+        // pass: the same kernels, summed in another order.
+        assert!(
+            (via_plugin / direct - 1.0).abs() < 1e-3,
+            "{text:?}: plugin {via_plugin}, direct {direct}"
+        );
+        assert_eq!(metric(i, "tokens"), Some((tokens.len() - 1) as f64));
+    }
+    assert!(
+        metric(1, "perplexity") > metric(0, "perplexity"),
+        "shuffled words must surprise the model more"
+    );
+    // One token: nothing to predict, kept unscored.
+    assert_eq!(metric(3, "perplexity"), None);
+    assert!(report.samples[3].verdict.keep);
+    assert!(corpus(&report, "perplexity").is_some_and(|p| p > 1.0));
+    let strict = plugin
+        .score(&samples[..2], Some(r#"{"max": 1.5}"#))
+        .expect("scores");
+    let reason = strict.samples[1].verdict.reason.as_deref().unwrap_or("");
+    assert!(reason.contains("above max 1.5"), "{reason}");
 }

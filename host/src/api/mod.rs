@@ -4,6 +4,7 @@
 //!
 //! - [`openai`]: `/v1/chat/completions`, `/v1/completions`, `/v1/models`;
 //! - [`native`]: `/v1/generate`, `/v1/tokenize`, `/v1/detokenize`, `/healthz`, `/readyz`;
+//! - [`validate`]: `/v1/validate`, validator plugins over a batch ([`crate::validation`]);
 //! - [`metrics`]: `/metrics` and the request-counting middleware;
 //! - [`params`]: strict request parsing; [`error`]: OpenAI-shaped errors;
 //! - [`generation`]: runs a request's choices through the engine.
@@ -14,12 +15,13 @@ pub mod metrics;
 mod native;
 mod openai;
 mod params;
+mod validate;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -27,13 +29,16 @@ use sha2::{Digest, Sha256};
 
 use crate::engine::EngineHandle;
 use crate::text::TokenizerPool;
+use crate::validation::Catalog;
 use error::ApiError;
 use metrics::Metrics;
 
 /// Everything the handlers share.
 pub struct AppState {
     pub engine: EngineHandle,
-    pub tokenizers: TokenizerPool,
+    pub tokenizers: Arc<TokenizerPool>,
+    /// The validators `/v1/validate` runs.
+    pub validators: Arc<Catalog>,
     pub metrics: Arc<Metrics>,
     /// The name `/v1/models` lists (requests may also say `default`).
     pub model_id: String,
@@ -96,6 +101,11 @@ fn routes() -> Vec<(&'static str, &'static str, Handler)> {
         ("/v1/generate", "post", post(native::generate)),
         ("/v1/tokenize", "post", post(native::tokenize)),
         ("/v1/detokenize", "post", post(native::detokenize)),
+        (
+            "/v1/validate",
+            "post",
+            post(validate::validate).layer(DefaultBodyLimit::max(validate::MAX_BODY_BYTES)),
+        ),
         ("/healthz", "get", get(native::healthz)),
         ("/readyz", "get", get(native::readyz)),
         ("/metrics", "get", get(render_metrics)),

@@ -6,6 +6,7 @@ mod logits;
 mod perplexity;
 mod plugin;
 mod serve;
+mod validate;
 
 use std::path::PathBuf;
 
@@ -46,6 +47,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Install, list, inspect and remove plugins, or start a new one.
     Plugin(plugin::PluginArgs),
+    /// Run validator plugins over a JSONL or CSV file: a summary table and a JSON report.
+    Validate(validate::ValidateArgs),
 }
 
 /// Which model and tokenizer plugin to use.
@@ -144,6 +147,7 @@ impl Cli {
             Command::Bench(args) => bench::run(args),
             Command::Serve(args) => serve::run(args),
             Command::Plugin(args) => plugin::run(args),
+            Command::Validate(args) => validate::run(args),
         }
     }
 }

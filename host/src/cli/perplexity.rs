@@ -12,6 +12,7 @@ use clap::Args;
 use serde_json::json;
 
 use super::ModelArgs;
+use crate::engine::negative_log_likelihood;
 use crate::model::{Llama, LogitsFor, Scratch, SequenceStep};
 
 /// Tokens per batched forward step (bounds the logits buffer: rows × vocabulary floats).
@@ -86,11 +87,4 @@ fn score_chunks(model: &Llama, chunks: &[&[u32]]) -> Result<(f64, usize)> {
         }
     }
     Ok((nll, scored))
-}
-
-/// `-log softmax(logits)[target]`, in f64.
-pub fn negative_log_likelihood(logits: &[f32], target: u32) -> f64 {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let sum: f64 = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
-    max + sum.ln() - logits[target as usize] as f64
 }

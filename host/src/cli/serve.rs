@@ -15,7 +15,9 @@ use crate::api::metrics::Metrics;
 use crate::api::{AppState, router};
 use crate::engine::{Engine, EngineConfig, Event, Request};
 use crate::model::Llama;
+use crate::plugins::{ModelAccess, PluginRuntime};
 use crate::text::TokenizerPool;
+use crate::validation::Catalog;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -76,9 +78,17 @@ pub fn run(args: ServeArgs) -> Result<()> {
             max_model_len: args.max_model_len.map(|m| m as usize),
         },
     );
+    let access = ModelAccess::new(engine.handle(), Arc::clone(&tokenizers), model_id.clone());
+    let runtime = PluginRuntime::new().context("starting the plugin runtime")?;
+    let validators = Catalog::discover(runtime, Some(Arc::new(access)));
+    tracing::info!(
+        "validators: {}",
+        validators.names().collect::<Vec<_>>().join(", ")
+    );
     let state = Arc::new(AppState {
         engine: engine.handle(),
         tokenizers,
+        validators: Arc::new(validators),
         metrics: Metrics::new(),
         model_id,
         created: std::time::SystemTime::now()
@@ -102,11 +112,12 @@ pub fn run(args: ServeArgs) -> Result<()> {
     Ok(())
 }
 
-fn tokenizer_pool(args: &ServeArgs, model: &Llama) -> Result<TokenizerPool> {
+fn tokenizer_pool(args: &ServeArgs, model: &Llama) -> Result<Arc<TokenizerPool>> {
     let source = args.model.tokenizer_source(model.file())?;
     let loader = Box::new(move || source.instance());
-    TokenizerPool::new(loader, args.tokenizer_instances as usize)
-        .context("loading the tokenizer plugin")
+    let pool = TokenizerPool::new(loader, args.tokenizer_instances as usize)
+        .context("loading the tokenizer plugin")?;
+    Ok(Arc::new(pool))
 }
 
 /// Serves until SIGTERM/SIGINT, then: stop accepting (readiness and new requests fail), let

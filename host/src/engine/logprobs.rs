@@ -2,6 +2,13 @@
 
 use super::request::TokenLogprob;
 
+/// `-log softmax(logits)[target]`, in f64.
+pub fn negative_log_likelihood(logits: &[f32], target: u32) -> f64 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let sum: f64 = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
+    max + sum.ln() - logits[target as usize] as f64
+}
+
 /// log softmax(logits)[id], and the `k` most likely (id, logprob) pairs, most likely first
 /// (ties broken by the smaller id, so the answer does not depend on the sort).
 pub fn token_logprob(logits: &[f32], id: u32, k: usize) -> TokenLogprob {

@@ -10,10 +10,11 @@ mod request;
 pub mod scheduler;
 mod session;
 
+pub use logprobs::{negative_log_likelihood, token_logprob};
 pub use request::{Event, FinishReason, Request, SubmitError, TokenLogprob, fresh_seed};
 pub use scheduler::{Engine, EngineConfig, EngineHandle, EngineStats};
 pub(crate) use session::recv_until;
-pub use session::{SessionError, SessionHandle};
+pub use session::{SessionError, SessionHandle, SessionStep};
 
 use std::time::{Duration, Instant};
 

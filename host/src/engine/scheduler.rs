@@ -118,8 +118,18 @@ pub(super) enum Sink {
     },
 }
 
-/// The answer to one session append: the last position's logits, or why it failed.
-pub(super) type SessionReply = Result<Vec<f32>, String>;
+/// The answer to one session append, or why it failed.
+pub(super) type SessionReply = Result<SessionStep, String>;
+
+/// What one session append produced.
+#[derive(Debug)]
+pub struct SessionStep {
+    /// Logits of the last position.
+    pub logits: Vec<f32>,
+    /// For a scored append, the log-probability of each appended token but the first (whose
+    /// prediction came from the previous append's logits), given all tokens before it.
+    pub logprobs: Vec<f32>,
+}
 
 impl Sink {
     /// Nobody listens any more (a dropped receiver or session handle).
@@ -143,6 +153,8 @@ impl Sink {
 pub(super) struct Append {
     pub(super) session: u64,
     pub(super) tokens: Vec<u32>,
+    /// Return the appended tokens' log-probabilities too (teacher forcing).
+    pub(super) score: bool,
 }
 
 /// Requests waiting for admission, per client, with each client's virtual token counter.
@@ -224,6 +236,10 @@ struct Sequence {
     sampler: Sampler,
     reserved: usize,
     started: Instant,
+    /// A scored session append: tokens from this index on get their log-probability
+    /// (`usize::MAX`: none).
+    score_from: usize,
+    logprobs: Vec<f32>,
 }
 
 impl Sequence {
@@ -234,6 +250,12 @@ impl Sequence {
 
     fn decoding(&self) -> bool {
         self.fed >= self.request.prompt.len()
+    }
+
+    /// Whether feeding the next `take` tokens predicts a token being scored: position `p`'s
+    /// logits predict token `p + 1`.
+    fn scores_next(&self, take: usize) -> bool {
+        take > 0 && self.fed + take >= self.score_from && self.score_from < self.tokens.len()
     }
 }
 
@@ -561,6 +583,8 @@ impl Worker {
                 generated: 0,
                 reserved: need,
                 started: Instant::now(),
+                score_from: usize::MAX,
+                logprobs: Vec::new(),
                 cache,
                 sink: w.sink,
                 request: w.request,
@@ -588,6 +612,12 @@ impl Worker {
             seq.sink.fail("the session's capacity is exceeded");
             return;
         }
+        seq.score_from = if append.score {
+            seq.tokens.len()
+        } else {
+            usize::MAX
+        };
+        seq.logprobs.clear();
         seq.tokens.extend(append.tokens);
     }
 
@@ -611,23 +641,31 @@ impl Worker {
             takes.push(take);
         }
         let mut batch = Vec::with_capacity(self.running.len());
-        let mut sampled = Vec::with_capacity(self.running.len());
+        // (sequence, logits rows it gets), in batch order.
+        let mut rows = Vec::with_capacity(self.running.len());
         for (i, (seq, &take)) in self.running.iter_mut().zip(&takes).enumerate() {
             if take == 0 {
                 continue;
             }
-            let done = seq.fed + take == seq.tokens.len();
-            if done {
-                sampled.push(i);
-            }
+            let logits = if seq.scores_next(take) {
+                LogitsFor::All
+            } else if seq.fed + take == seq.tokens.len() {
+                LogitsFor::Last
+            } else {
+                LogitsFor::None
+            };
+            rows.push((
+                i,
+                match logits {
+                    LogitsFor::None => 0,
+                    LogitsFor::Last => 1,
+                    LogitsFor::All => take,
+                },
+            ));
             batch.push(SequenceStep {
                 cache: &mut seq.cache,
                 tokens: &seq.tokens[seq.fed..seq.fed + take],
-                logits: if done {
-                    LogitsFor::Last
-                } else {
-                    LogitsFor::None
-                },
+                logits,
             });
         }
         let shared = Arc::clone(&self.shared);
@@ -648,24 +686,40 @@ impl Worker {
             Ok(Err(err)) => return self.fail_step(&takes, &err.to_string()),
             Err(_) => return self.fail_step(&takes, "the forward step panicked"),
         };
-        for (seq, &take) in self.running.iter_mut().zip(&takes) {
+        let n_vocab = model.config().n_vocab;
+        let mut logits = logits.chunks_exact(n_vocab);
+        let mut finished = Vec::new();
+        for (i, n_rows) in rows {
+            let seq = &mut self.running[i];
+            let take = takes[i];
             if !seq.decoding() {
                 // Before the prompt is done, everything pending is prompt.
                 stats
                     .prompt_tokens
                     .fetch_add(take as u64, Ordering::Relaxed);
             }
+            let first = seq.fed;
             seq.fed += take;
-        }
-        let n_vocab = model.config().n_vocab;
-        let mut finished = Vec::new();
-        for (&i, logits) in sampled.iter().zip(logits.chunks_exact(n_vocab)) {
-            let seq = &mut self.running[i];
+            let mut last = None;
+            for (p, row) in (first + take - n_rows..).zip(logits.by_ref().take(n_rows)) {
+                if p + 1 >= seq.score_from && p + 1 < seq.tokens.len() {
+                    let logprob = token_logprob(row, seq.tokens[p + 1], 0).logprob;
+                    seq.logprobs.push(logprob);
+                }
+                last = Some(row);
+            }
+            let Some(last) = last.filter(|_| seq.pending() == 0) else {
+                continue;
+            };
             let end = match &seq.sink {
-                Sink::Events(_) => sample(seq, logits, row, stats),
+                Sink::Events(_) => sample(seq, last, row, stats),
                 // A session waits for its next append; a closed one is retired next step.
                 Sink::Session { replies, .. } => {
-                    let _ = replies.send(Ok(logits.to_vec()));
+                    let _ = replies.send(Ok(SessionStep {
+                        logits: last.to_vec(),
+                        logprobs: std::mem::take(&mut seq.logprobs),
+                    }));
+                    seq.score_from = usize::MAX;
                     None
                 }
             };

@@ -14,6 +14,7 @@ use std::time::Instant;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
 use super::request::{Request, SubmitError};
+pub use super::scheduler::SessionStep;
 use super::scheduler::{Append, EngineHandle, SessionReply, Sink};
 
 /// Why a session operation failed.
@@ -29,6 +30,8 @@ pub enum SessionError {
     },
     #[error("nothing to append")]
     Empty,
+    #[error("the session holds no token yet: the first token has nothing to be predicted from")]
+    NoContext,
     #[error("the deadline passed while the engine was working")]
     Deadline,
     #[error("the session ended: {0}")]
@@ -96,6 +99,29 @@ impl SessionHandle {
     /// Feeds `tokens` through the model and returns the logits of the last one. Blocks the
     /// calling thread (never call it on an async runtime's worker) until then or `deadline`.
     pub fn append(&mut self, tokens: &[u32], deadline: Instant) -> Result<Vec<f32>, SessionError> {
+        self.feed(tokens, false, deadline).map(|step| step.logits)
+    }
+
+    /// Like [`append`](Self::append), and also returns the log-probability of each appended
+    /// token but the first given the tokens before it (the first one's prediction is in the
+    /// logits the previous append returned). The session must hold a token already.
+    pub fn score(
+        &mut self,
+        tokens: &[u32],
+        deadline: Instant,
+    ) -> Result<SessionStep, SessionError> {
+        if self.held == 0 {
+            return Err(SessionError::NoContext);
+        }
+        self.feed(tokens, true, deadline)
+    }
+
+    fn feed(
+        &mut self,
+        tokens: &[u32],
+        score: bool,
+        deadline: Instant,
+    ) -> Result<SessionStep, SessionError> {
         if let Some(why) = &self.ended {
             return Err(SessionError::Ended(why.clone()));
         }
@@ -118,13 +144,14 @@ impl SessionHandle {
             Some(_) => self.engine.append(Append {
                 session: self.id,
                 tokens: tokens.to_vec(),
+                score,
             }),
         }
         let replies = self.replies.as_mut().expect("started above");
         match recv_until(replies, deadline) {
-            Some(Some(Ok(logits))) => {
+            Some(Some(Ok(step))) => {
                 self.held += tokens.len();
-                Ok(logits)
+                Ok(step)
             }
             Some(Some(Err(why))) => Err(self.end(why)),
             Some(None) => Err(self.end("the engine dropped it".into())),

@@ -12,7 +12,7 @@ use super::runtime::PluginState;
 
 pub mod validator {
     wasmtime::component::bindgen!({
-        world: "textnlp:plugin/validator-plugin@0.1.0",
+        world: "textnlp:plugin/validator-plugin@0.1.1",
         path: "../wit",
         // Host functions may end the call (a model call past the plugin's deadline).
         imports: { default: trappable },
@@ -22,9 +22,25 @@ pub mod validator {
     });
 }
 
+/// The optional `rewriter` export of a validator (world `rewriting-validator-plugin`), looked
+/// up on its own so that a validator without it still loads.
+pub mod rewriter {
+    wasmtime::component::bindgen!({
+        inline: "
+            package textnlp:host;
+
+            world rewriter {
+                export textnlp:plugin/rewriter@0.1.1;
+            }
+        ",
+        path: "../wit",
+        world: "textnlp:host/rewriter",
+    });
+}
+
 pub mod strategy {
     wasmtime::component::bindgen!({
-        world: "textnlp:plugin/strategy-plugin@0.1.0",
+        world: "textnlp:plugin/strategy-plugin@0.1.1",
         path: "../wit",
         with: {
             "textnlp:plugin/log": super::validator::textnlp::plugin::log,
@@ -37,7 +53,7 @@ pub mod strategy {
 
 pub mod provider {
     wasmtime::component::bindgen!({
-        world: "textnlp:plugin/provider-plugin@0.1.0",
+        world: "textnlp:plugin/provider-plugin@0.1.1",
         path: "../wit",
         with: {
             "textnlp:plugin/log": super::validator::textnlp::plugin::log,
@@ -49,7 +65,7 @@ pub mod provider {
 
 pub mod tokenizer {
     wasmtime::component::bindgen!({
-        world: "textnlp:plugin/tokenizer-plugin@0.1.0",
+        world: "textnlp:plugin/tokenizer-plugin@0.1.1",
         path: "../wit",
         with: {
             "textnlp:plugin/log": super::validator::textnlp::plugin::log,

@@ -43,8 +43,16 @@ pub fn metrics(plugin: &str, what: &str, metrics: &[Metric]) -> Result<(), Plugi
             format!("{} {what} metrics, more than {MAX_METRICS}", metrics.len()),
         ));
     }
+    let mut names = std::collections::HashSet::with_capacity(metrics.len());
     for metric in metrics {
         bounded(plugin, "a metric name", &metric.name, MAX_NAME)?;
+        // Names key the metrics in reports (JSON objects): a repeated one would be lost.
+        if !names.insert(metric.name.as_str()) {
+            return Err(invalid(
+                plugin,
+                format!("{what} metric `{}` is given twice", metric.name),
+            ));
+        }
         if !metric.value.is_finite() {
             return Err(invalid(
                 plugin,

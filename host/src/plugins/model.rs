@@ -16,7 +16,7 @@ use super::bindings::validator::textnlp::plugin::model as wit;
 use super::runtime::PluginState;
 use crate::engine::{
     EngineHandle, Event, FinishReason, Request, SessionError, SessionHandle, SubmitError,
-    fresh_seed, recv_until,
+    fresh_seed, recv_until, token_logprob,
 };
 use crate::plugins::PluginError;
 use crate::text::{TextStream, TokenizerPool};
@@ -187,7 +187,9 @@ impl From<SessionError> for wit::Error {
         match e {
             SessionError::Submit(e) => e.into(),
             SessionError::CapacityExceeded { .. } => wit::Error::ContextOverflow(e.to_string()),
-            SessionError::Empty => wit::Error::InvalidRequest(e.to_string()),
+            SessionError::Empty | SessionError::NoContext => {
+                wit::Error::InvalidRequest(e.to_string())
+            }
             SessionError::Deadline | SessionError::Ended(_) => wit::Error::Failed(e.to_string()),
         }
     }
@@ -309,6 +311,32 @@ impl wit::HostSession for PluginState {
                 session.tokens.extend_from_slice(&tokens);
                 session.logits = Some(logits);
                 Ok(Ok(()))
+            }
+            Err(SessionError::Deadline) => Err(Trap::Interrupt.into()),
+            Err(e) => Ok(Err(e.into())),
+        }
+    }
+
+    fn score(
+        &mut self,
+        session: Resource<Session>,
+        tokens: Vec<u32>,
+    ) -> wasmtime::Result<Result<Vec<f32>, wit::Error>> {
+        let deadline = self.deadline();
+        let session = self.table.get_mut(&session)?;
+        // The first token is predicted by the logits the session already holds; the engine
+        // scores the rest in the same pass that appends them.
+        let first = match (&session.logits, tokens.first()) {
+            (Some(logits), Some(&id)) if (id as usize) < logits.len() => {
+                Some(token_logprob(logits, id, 0).logprob)
+            }
+            _ => None,
+        };
+        match session.handle.score(&tokens, deadline) {
+            Ok(step) => {
+                session.tokens.extend_from_slice(&tokens);
+                session.logits = Some(step.logits);
+                Ok(Ok(first.into_iter().chain(step.logprobs).collect()))
             }
             Err(SessionError::Deadline) => Err(Trap::Interrupt.into()),
             Err(e) => Ok(Err(e.into())),

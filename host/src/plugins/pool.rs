@@ -114,6 +114,11 @@ impl<W: World> InstancePool<W> {
         })
     }
 
+    /// The linked component, as its world's bindings see it.
+    pub fn pre(&self) -> &W::Pre {
+        &self.pre
+    }
+
     /// The plugin's name.
     pub fn name(&self) -> &str {
         &self.spec.plugin

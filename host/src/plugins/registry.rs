@@ -385,7 +385,7 @@ fn truncated_at(wasm: &[u8]) -> Option<usize> {
 }
 
 /// The grants `request` gives a plugin whose manifest is `manifest`.
-fn grant(manifest: &Manifest, request: &GrantRequest) -> Result<Grants, RegistryError> {
+pub fn grant(manifest: &Manifest, request: &GrantRequest) -> Result<Grants, RegistryError> {
     let asked = &manifest.capabilities;
     Ok(Grants {
         model: asked.model && (request.model || request.requested),

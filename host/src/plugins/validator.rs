@@ -1,30 +1,124 @@
 //! Host side of the `validator-plugin` world: score a batch of samples.
 
+use wasmtime::Store;
+use wasmtime::component::InstancePre;
+
+use super::bindings::rewriter::{Rewriter, RewriterIndices};
 use super::bindings::validator as bindings;
 use super::contract::{self, MAX_SHORT_TEXT, invalid};
 use super::error::PluginError;
 use super::kind::PluginKind;
-use super::pool::{Plugin, world};
+use super::pool::{Plugin, World};
+use super::runtime::PluginState;
 
 use bindings::exports::textnlp::plugin::validator as wit;
 pub use bindings::textnlp::plugin::types::{Metric, PluginInfo};
 pub use wit::{Report, Sample, SampleResult, Verdict};
 
-world!(
-    ValidatorWorld,
-    PluginKind::Validator,
-    ValidatorPluginPre,
-    ValidatorPlugin
-);
+/// The validator world, whose components may also export `rewriter`.
+pub struct ValidatorWorld;
+
+/// A linked validator: where its exports are, the rewriter's if it has one.
+#[derive(Clone)]
+pub struct ValidatorPre {
+    pre: InstancePre<PluginState>,
+    validator: bindings::ValidatorPluginIndices,
+    rewriter: Option<RewriterIndices>,
+}
+
+/// The exports of one validator instance.
+pub struct ValidatorBindings {
+    validator: bindings::ValidatorPlugin,
+    rewriter: Option<Rewriter>,
+}
+
+impl World for ValidatorWorld {
+    const KIND: PluginKind = PluginKind::Validator;
+    type Pre = ValidatorPre;
+    type Bindings = ValidatorBindings;
+
+    fn pre(pre: InstancePre<PluginState>) -> wasmtime::Result<ValidatorPre> {
+        Ok(ValidatorPre {
+            validator: bindings::ValidatorPluginIndices::new(&pre)?,
+            // Optional: a component without the export (or with a mistyped one) is a plain
+            // validator.
+            rewriter: RewriterIndices::new(&pre).ok(),
+            pre,
+        })
+    }
+
+    fn instantiate(
+        pre: &ValidatorPre,
+        store: &mut Store<PluginState>,
+    ) -> wasmtime::Result<ValidatorBindings> {
+        let instance = pre.pre.instantiate(&mut *store)?;
+        Ok(ValidatorBindings {
+            validator: pre.validator.load(&mut *store, &instance)?,
+            rewriter: match &pre.rewriter {
+                Some(indices) => Some(indices.load(&mut *store, &instance)?),
+                None => None,
+            },
+        })
+    }
+}
 
 /// A validator plugin of one tenant, with its pool of instances.
 pub type ValidatorPlugin = Plugin<ValidatorWorld>;
 
 impl Plugin<ValidatorWorld> {
+    /// Whether the plugin can rewrite samples ([`rewrite`](Self::rewrite)).
+    pub fn rewrites(&self) -> bool {
+        self.pool.pre().rewriter.is_some()
+    }
+
+    /// The plugin's rewrite of each text (`None`: unchanged), with `config` as the settings
+    /// of this call if given.
+    pub fn rewrite(
+        &self,
+        texts: &[String],
+        config: Option<&str>,
+    ) -> Result<Vec<Option<String>>, PluginError> {
+        let plugin = self.pool.name();
+        let rewritten = self
+            .pool
+            .call(config, |i| {
+                let Some(rewriter) = &i.bindings.rewriter else {
+                    return Err(PluginError::Usage(format!(
+                        "plugin `{plugin}` does not rewrite samples (it exports no rewriter)"
+                    )));
+                };
+                i.store
+                    .call(|s| rewriter.textnlp_plugin_rewriter().call_rewrite(s, texts))
+            })?
+            .map_err(|message| PluginError::Reported {
+                plugin: plugin.to_owned(),
+                code: "invalid-input",
+                message: truncated(message),
+            })?;
+        if rewritten.len() != texts.len() {
+            return Err(invalid(
+                plugin,
+                format!(
+                    "{} rewrites for {} texts (one per text is required)",
+                    rewritten.len(),
+                    texts.len()
+                ),
+            ));
+        }
+        for text in rewritten.iter().flatten() {
+            contract::bounded(plugin, "a rewritten text", text, contract::MAX_TEXT)?;
+        }
+        Ok(rewritten)
+    }
+
     pub fn describe(&self) -> Result<PluginInfo, PluginError> {
         let info = self.pool.call(None, |i| {
-            i.store
-                .call(|s| i.bindings.textnlp_plugin_validator().call_describe(s))
+            i.store.call(|s| {
+                i.bindings
+                    .validator
+                    .textnlp_plugin_validator()
+                    .call_describe(s)
+            })
         })?;
         contract::info(self.pool.name(), &info)?;
         Ok(info)
@@ -36,8 +130,12 @@ impl Plugin<ValidatorWorld> {
         let report = self
             .pool
             .call(config, |i| {
-                i.store
-                    .call(|s| i.bindings.textnlp_plugin_validator().call_score(s, samples))
+                i.store.call(|s| {
+                    i.bindings
+                        .validator
+                        .textnlp_plugin_validator()
+                        .call_score(s, samples)
+                })
             })?
             .map_err(|e| reported(plugin, e))?;
         check_report(plugin, samples.len(), &report)?;

@@ -18,10 +18,10 @@ pub mod host {
             package textnlp:sdk;
 
             world host {
-                import textnlp:plugin/log@0.1.0;
-                import textnlp:plugin/config@0.1.0;
-                import textnlp:plugin/model@0.1.0;
-                import textnlp:plugin/types@0.1.0;
+                import textnlp:plugin/log@0.1.1;
+                import textnlp:plugin/config@0.1.1;
+                import textnlp:plugin/model@0.1.1;
+                import textnlp:plugin/types@0.1.1;
             }
         ",
         world: "textnlp:sdk/host",
@@ -35,10 +35,10 @@ pub mod host {
 pub mod tokenizer {
     wit_bindgen::generate!({
         path: "../../wit",
-        world: "textnlp:plugin/tokenizer-plugin@0.1.0",
+        world: "textnlp:plugin/tokenizer-plugin@0.1.1",
         runtime_path: "::textnlp_plugin_sdk::wit_bindgen::rt",
         with: {
-            "textnlp:plugin/log@0.1.0": crate::bindings::host::textnlp::plugin::log,
+            "textnlp:plugin/log@0.1.1": crate::bindings::host::textnlp::plugin::log,
         },
         pub_export_macro: true,
         export_macro_name: "__export_tokenizer_plugin",
@@ -50,13 +50,13 @@ pub mod tokenizer {
 pub mod validator {
     wit_bindgen::generate!({
         path: "../../wit",
-        world: "textnlp:plugin/validator-plugin@0.1.0",
+        world: "textnlp:plugin/validator-plugin@0.1.1",
         runtime_path: "::textnlp_plugin_sdk::wit_bindgen::rt",
         with: {
-            "textnlp:plugin/log@0.1.0": crate::bindings::host::textnlp::plugin::log,
-            "textnlp:plugin/config@0.1.0": crate::bindings::host::textnlp::plugin::config,
-            "textnlp:plugin/model@0.1.0": crate::bindings::host::textnlp::plugin::model,
-            "textnlp:plugin/types@0.1.0": crate::bindings::host::textnlp::plugin::types,
+            "textnlp:plugin/log@0.1.1": crate::bindings::host::textnlp::plugin::log,
+            "textnlp:plugin/config@0.1.1": crate::bindings::host::textnlp::plugin::config,
+            "textnlp:plugin/model@0.1.1": crate::bindings::host::textnlp::plugin::model,
+            "textnlp:plugin/types@0.1.1": crate::bindings::host::textnlp::plugin::types,
         },
         pub_export_macro: true,
         export_macro_name: "__export_validator_plugin",
@@ -68,13 +68,13 @@ pub mod validator {
 pub mod strategy {
     wit_bindgen::generate!({
         path: "../../wit",
-        world: "textnlp:plugin/strategy-plugin@0.1.0",
+        world: "textnlp:plugin/strategy-plugin@0.1.1",
         runtime_path: "::textnlp_plugin_sdk::wit_bindgen::rt",
         with: {
-            "textnlp:plugin/log@0.1.0": crate::bindings::host::textnlp::plugin::log,
-            "textnlp:plugin/config@0.1.0": crate::bindings::host::textnlp::plugin::config,
-            "textnlp:plugin/model@0.1.0": crate::bindings::host::textnlp::plugin::model,
-            "textnlp:plugin/types@0.1.0": crate::bindings::host::textnlp::plugin::types,
+            "textnlp:plugin/log@0.1.1": crate::bindings::host::textnlp::plugin::log,
+            "textnlp:plugin/config@0.1.1": crate::bindings::host::textnlp::plugin::config,
+            "textnlp:plugin/model@0.1.1": crate::bindings::host::textnlp::plugin::model,
+            "textnlp:plugin/types@0.1.1": crate::bindings::host::textnlp::plugin::types,
         },
         pub_export_macro: true,
         export_macro_name: "__export_strategy_plugin",
@@ -86,15 +86,36 @@ pub mod strategy {
 pub mod provider {
     wit_bindgen::generate!({
         path: "../../wit",
-        world: "textnlp:plugin/provider-plugin@0.1.0",
+        world: "textnlp:plugin/provider-plugin@0.1.1",
         runtime_path: "::textnlp_plugin_sdk::wit_bindgen::rt",
         with: {
-            "textnlp:plugin/log@0.1.0": crate::bindings::host::textnlp::plugin::log,
-            "textnlp:plugin/config@0.1.0": crate::bindings::host::textnlp::plugin::config,
-            "textnlp:plugin/types@0.1.0": crate::bindings::host::textnlp::plugin::types,
+            "textnlp:plugin/log@0.1.1": crate::bindings::host::textnlp::plugin::log,
+            "textnlp:plugin/config@0.1.1": crate::bindings::host::textnlp::plugin::config,
+            "textnlp:plugin/types@0.1.1": crate::bindings::host::textnlp::plugin::types,
         },
         pub_export_macro: true,
         export_macro_name: "__export_provider_plugin",
         default_bindings_module: "::textnlp_plugin_sdk::bindings::provider",
+    });
+}
+
+/// The `rewriter` export of world `rewriting-validator-plugin`, alone: a rewriting validator
+/// registers it next to [`validator`]'s exports (wit-component merges the two worlds).
+pub mod rewriter {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        inline: "
+            package textnlp:sdk;
+
+            world rewriter {
+                export textnlp:plugin/rewriter@0.1.1;
+            }
+        ",
+        world: "textnlp:sdk/rewriter",
+        runtime_path: "::textnlp_plugin_sdk::wit_bindgen::rt",
+        generate_all,
+        pub_export_macro: true,
+        export_macro_name: "__export_rewriter",
+        default_bindings_module: "::textnlp_plugin_sdk::bindings::rewriter",
     });
 }

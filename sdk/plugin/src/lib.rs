@@ -265,7 +265,7 @@ pub mod types {
 }
 
 /// Version of the WIT package (`textnlp:plugin`) this SDK implements.
-pub const API_VERSION: &str = "0.1.0";
+pub const API_VERSION: &str = "0.1.1";
 
 /// Name of the custom section that the `register_*!` macros add to a component; its content is
 /// [`API_VERSION`] as UTF-8. The host reads it to tell which contract a plugin was built for.
@@ -331,6 +331,22 @@ macro_rules! register_validator {
             type TextnlpValidator = $crate::validator::Export<$plugin>;
             $crate::bindings::validator::__export_validator_plugin!(
                 TextnlpValidator with_types_in $crate::bindings::validator
+            );
+        };
+    };
+}
+
+/// Exports a validator that can also rewrite samples: the type implements
+/// [`validator::Rewriter`] (and so [`validator::Validator`]). Use it instead of
+/// [`register_validator!`], once, in the plugin's `cdylib` crate.
+#[macro_export]
+macro_rules! register_rewriting_validator {
+    ($plugin:ty) => {
+        $crate::register_validator!($plugin);
+        const _: () = {
+            type TextnlpRewriter = $crate::validator::Export<$plugin>;
+            $crate::bindings::rewriter::__export_rewriter!(
+                TextnlpRewriter with_types_in $crate::bindings::rewriter
             );
         };
     };

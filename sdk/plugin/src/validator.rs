@@ -9,6 +9,7 @@ pub use crate::bindings::validator::exports::textnlp::plugin::validator::{
 };
 pub use crate::types::{Metric, PluginInfo};
 
+use crate::bindings::rewriter::exports::textnlp::plugin::rewriter::Guest as RewriterGuest;
 use crate::bindings::validator::exports::textnlp::plugin::validator::Guest;
 use crate::manifest::{self, PluginManifest};
 
@@ -66,5 +67,20 @@ impl<T: Validator> Guest for Export<T> {
     }
     fn score(samples: Vec<Sample>) -> Result<Report, ValidatorError> {
         T::score(samples)
+    }
+}
+
+/// A validator that can also rewrite samples (the `redact` action, e.g. personal data
+/// replaced by typed placeholders). Register it with
+/// [`register_rewriting_validator!`](crate::register_rewriting_validator).
+pub trait Rewriter: Validator {
+    /// Exactly one entry per text, in order: the rewritten text, or `None` to leave it as it
+    /// is. An error message names what could not be rewritten.
+    fn rewrite(texts: Vec<String>) -> Result<Vec<Option<String>>, String>;
+}
+
+impl<T: Rewriter> RewriterGuest for Export<T> {
+    fn rewrite(texts: Vec<String>) -> Result<Vec<Option<String>>, String> {
+        T::rewrite(texts)
     }
 }

@@ -8,7 +8,8 @@ use wasip2::http::outgoing_handler;
 use wasip2::http::types::{Fields, Method, OutgoingRequest, Scheme};
 
 wit_bindgen::generate!({
-    path: "../../../wit",
+    // Built against the released 0.1.0 contract: the host must keep running 0.1.0 plugins.
+    path: "../../../wit/released/0.1.0",
     world: "textnlp:plugin/validator-plugin@0.1.0",
 });
 

@@ -13,7 +13,8 @@ use exports::textnlp::plugin::tokenizer::{
 };
 
 wit_bindgen::generate!({
-    path: "../../../wit",
+    // Built against the released 0.1.0 contract: the host must keep running 0.1.0 plugins.
+    path: "../../../wit/released/0.1.0",
     world: "textnlp:plugin/tokenizer-plugin@0.1.0",
 });
 

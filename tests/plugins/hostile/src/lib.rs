@@ -31,7 +31,8 @@ use exports::textnlp::plugin::validator::{Error, Guest, Report, Sample, SampleRe
 use textnlp::plugin::types::{Metric, PluginInfo};
 
 wit_bindgen::generate!({
-    path: "../../../wit",
+    // Built against the released 0.1.0 contract: the host must keep running 0.1.0 plugins.
+    path: "../../../wit/released/0.1.0",
     world: "textnlp:plugin/validator-plugin@0.1.0",
 });
 

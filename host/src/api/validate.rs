@@ -1,0 +1,158 @@
+//! `POST /v1/validate`: validator plugins over a batch of samples, one merged report.
+//!
+//! Body: `{"samples": [text | {"text", "references"}], "references"?: [text | [text]],
+//! "validators": [name | {"name", "config"?, "action"?}]}`. `references`, when given, holds
+//! one entry per sample (a text or a list of texts). The answer is
+//! [`crate::validation::Report`] with `"object": "validation"`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::ApiError;
+use super::params::Body;
+use crate::plugins::validator::Sample;
+use crate::validation::{Step, ValidationError, validate as run};
+
+/// Most samples one call takes.
+pub const MAX_SAMPLES: usize = 100_000;
+/// Most validators one call runs.
+const MAX_VALIDATORS: usize = 32;
+/// Largest request body (the route's limit; the default 2 MiB is too small for a dataset).
+pub const MAX_BODY_BYTES: usize = 64 << 20;
+
+pub async fn validate(
+    State(state): State<Arc<AppState>>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let mut body = Body::parse(&body, &["samples", "references", "validators"])?;
+    let samples = samples(
+        body.require("samples")?,
+        body.take::<Vec<Value>>("references")?,
+    )?;
+    let steps = steps(body.require("validators")?)?;
+    let catalog = Arc::clone(&state.validators);
+    let report = tokio::task::spawn_blocking(move || run(&catalog, &steps, samples))
+        .await
+        .map_err(|e| ApiError::internal(format!("validation task failed: {e}")))?
+        .map_err(api_error)?;
+    let mut answer = serde_json::to_value(report)
+        .map_err(|e| ApiError::internal(format!("rendering the report: {e}")))?;
+    answer["object"] = json!("validation");
+    Ok(Json(answer))
+}
+
+fn samples(items: Vec<Value>, references: Option<Vec<Value>>) -> Result<Vec<Sample>, ApiError> {
+    if items.is_empty() || items.len() > MAX_SAMPLES {
+        return Err(ApiError::invalid(
+            "samples",
+            format!("give 1 to {MAX_SAMPLES} samples"),
+        ));
+    }
+    let mut samples = items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| sample(i, item))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(references) = references {
+        if references.len() != samples.len() {
+            return Err(ApiError::invalid(
+                "references",
+                format!(
+                    "{} references for {} samples (give one entry per sample)",
+                    references.len(),
+                    samples.len()
+                ),
+            ));
+        }
+        for (i, (sample, refs)) in samples.iter_mut().zip(references).enumerate() {
+            let param = format!("references[{i}]");
+            sample.references.extend(texts(&param, refs)?);
+        }
+    }
+    Ok(samples)
+}
+
+fn sample(i: usize, item: Value) -> Result<Sample, ApiError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Full {
+        text: String,
+        #[serde(default)]
+        references: Vec<String>,
+    }
+    let param = format!("samples[{i}]");
+    match item {
+        Value::String(text) => Ok(Sample {
+            text,
+            references: Vec::new(),
+        }),
+        item @ Value::Object(_) => {
+            let full: Full = serde_json::from_value(item)
+                .map_err(|e| ApiError::invalid(&param, format!("`{param}`: {e}")))?;
+            Ok(Sample {
+                text: full.text,
+                references: full.references,
+            })
+        }
+        _ => Err(ApiError::invalid(
+            &param,
+            format!("`{param}` must be a text or {{\"text\", \"references\"}}"),
+        )),
+    }
+}
+
+/// A text or a list of texts.
+fn texts(param: &str, value: Value) -> Result<Vec<String>, ApiError> {
+    match value {
+        Value::String(text) => Ok(vec![text]),
+        value => serde_json::from_value(value).map_err(|_| {
+            ApiError::invalid(
+                param,
+                format!("`{param}` must be a text or a list of texts"),
+            )
+        }),
+    }
+}
+
+fn steps(items: Vec<Value>) -> Result<Vec<Step>, ApiError> {
+    if items.is_empty() || items.len() > MAX_VALIDATORS {
+        return Err(ApiError::invalid(
+            "validators",
+            format!("give 1 to {MAX_VALIDATORS} validators"),
+        ));
+    }
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let param = format!("validators[{i}]");
+            match item {
+                Value::String(name) => Ok(Step {
+                    name,
+                    config: None,
+                    action: Default::default(),
+                }),
+                item => serde_json::from_value(item)
+                    .map_err(|e| ApiError::invalid(&param, format!("`{param}`: {e}"))),
+            }
+        })
+        .collect()
+}
+
+fn api_error(e: ValidationError) -> ApiError {
+    let message = e.to_string();
+    match &e {
+        ValidationError::UnknownValidator { .. } | ValidationError::NotARewriter(_) => ApiError {
+            code: Some("unknown_validator"),
+            ..ApiError::invalid("validators", message)
+        },
+        _ if e.is_caller_error() => ApiError::bad_request("validator_rejected_input", message),
+        _ => ApiError::internal(message),
+    }
+}

@@ -1,0 +1,230 @@
+//! Validation: validator plugins run in order over a batch of samples, their reports merged
+//! into one (`POST /v1/validate`, `textnlp validate`, and dataset jobs).
+//!
+//! Each step names a validator ([`catalog`]), its settings for this run, and what its verdict
+//! does ([`Action`]): `drop` removes rejected samples from the kept set, `annotate` only
+//! reports, `redact` replaces each sample by the validator's rewrite (PII placeholders) and
+//! never drops. Every step scores every sample, dropped ones included, so each report is
+//! complete; a rewrite is what later steps see.
+
+pub mod catalog;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::plugins::PluginError;
+use crate::plugins::validator::{Metric, Sample};
+pub use catalog::Catalog;
+
+/// What can go wrong running validators.
+#[derive(Debug, thiserror::Error)]
+pub enum ValidationError {
+    #[error("unknown validator `{name}` (available: {known})")]
+    UnknownValidator { name: String, known: String },
+    #[error("validator `{0}` cannot redact: it does not rewrite samples")]
+    NotARewriter(String),
+    #[error("validator `{validator}` could not be loaded: {message}")]
+    Load { validator: String, message: String },
+    #[error("validator `{validator}`: {source}")]
+    Plugin {
+        validator: String,
+        #[source]
+        source: PluginError,
+    },
+}
+
+impl ValidationError {
+    /// Whether the request, not the host, is at fault (bad settings or samples).
+    pub fn is_caller_error(&self) -> bool {
+        match self {
+            ValidationError::UnknownValidator { .. } | ValidationError::NotARewriter(_) => true,
+            ValidationError::Plugin { source, .. } => matches!(
+                source,
+                PluginError::Reported { code, .. } if *code != "model"
+            ),
+            ValidationError::Load { .. } => false,
+        }
+    }
+}
+
+/// What a validator's verdict does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Rejected samples are not kept.
+    #[default]
+    Drop,
+    /// Verdicts are reported; nothing is dropped.
+    Annotate,
+    /// Samples are replaced by the validator's rewrite; nothing is dropped.
+    Redact,
+}
+
+/// One validator of a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// The validator's name.
+    pub name: String,
+    /// Settings for this run (a JSON object); none: the validator's defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<Map<String, Value>>,
+    #[serde(default)]
+    pub action: Action,
+}
+
+/// The merged report of a run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub validators: Vec<StepReport>,
+    pub samples: Vec<SampleReport>,
+    pub summary: Summary,
+}
+
+/// What one validator found over the batch.
+#[derive(Clone, Debug, Serialize)]
+pub struct StepReport {
+    pub name: String,
+    pub version: String,
+    pub sha256: String,
+    pub action: Action,
+    /// Corpus metrics, by name.
+    pub corpus: Map<String, Value>,
+    /// Samples its verdict rejected (whatever the action made of that).
+    pub rejected: usize,
+    /// Samples it rewrote (`redact` only).
+    pub rewritten: usize,
+}
+
+/// Everything about one sample.
+#[derive(Clone, Debug, Serialize)]
+pub struct SampleReport {
+    pub index: usize,
+    pub keep: bool,
+    /// The text after redaction, when a `redact` step changed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// The first `drop` step that rejected it, and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dropped_by: Option<DroppedBy>,
+    /// Per validator: its scores and verdict.
+    pub results: Map<String, Value>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct DroppedBy {
+    pub validator: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    pub count: usize,
+    pub kept: usize,
+    pub dropped: usize,
+    pub rewritten: usize,
+}
+
+/// Runs `steps` in order over `samples`.
+pub fn validate(
+    catalog: &Catalog,
+    steps: &[Step],
+    mut samples: Vec<Sample>,
+) -> Result<Report, ValidationError> {
+    let mut reports: Vec<SampleReport> = (0..samples.len())
+        .map(|index| SampleReport {
+            index,
+            keep: true,
+            text: None,
+            dropped_by: None,
+            results: Map::new(),
+        })
+        .collect();
+    let mut validators = Vec::with_capacity(steps.len());
+    for step in steps {
+        validators.push(run_step(catalog, step, &mut samples, &mut reports)?);
+    }
+    let kept = reports.iter().filter(|r| r.keep).count();
+    let summary = Summary {
+        count: reports.len(),
+        kept,
+        dropped: reports.len() - kept,
+        rewritten: reports.iter().filter(|r| r.text.is_some()).count(),
+    };
+    Ok(Report {
+        validators,
+        samples: reports,
+        summary,
+    })
+}
+
+fn run_step(
+    catalog: &Catalog,
+    step: &Step,
+    samples: &mut [Sample],
+    reports: &mut [SampleReport],
+) -> Result<StepReport, ValidationError> {
+    let entry = catalog.entry(&step.name)?;
+    let plugin = catalog.plugin(&step.name)?;
+    if step.action == Action::Redact && !plugin.rewrites() {
+        return Err(ValidationError::NotARewriter(step.name.clone()));
+    }
+    let failed = |source| ValidationError::Plugin {
+        validator: step.name.clone(),
+        source,
+    };
+    let config = step
+        .config
+        .as_ref()
+        .map(|c| Value::Object(c.clone()).to_string());
+    let report = plugin.score(samples, config.as_deref()).map_err(failed)?;
+    let mut rejected = 0;
+    for (result, sample) in report.samples.iter().zip(reports.iter_mut()) {
+        let verdict = &result.verdict;
+        if !verdict.keep {
+            rejected += 1;
+            if step.action == Action::Drop && sample.keep {
+                sample.keep = false;
+                sample.dropped_by = Some(DroppedBy {
+                    validator: step.name.clone(),
+                    reason: verdict.reason.clone().unwrap_or_default(),
+                });
+            }
+        }
+        let result = serde_json::json!({
+            "scores": metrics_object(&result.scores),
+            "keep": verdict.keep,
+            "reason": verdict.reason,
+        });
+        sample.results.insert(step.name.clone(), result);
+    }
+    let mut rewritten = 0;
+    if step.action == Action::Redact {
+        let texts: Vec<String> = samples.iter().map(|s| s.text.clone()).collect();
+        let rewrites = plugin.rewrite(&texts, config.as_deref()).map_err(failed)?;
+        for ((rewrite, sample), report) in rewrites.into_iter().zip(samples).zip(reports) {
+            if let Some(text) = rewrite.filter(|t| *t != sample.text) {
+                report.text = Some(text.clone());
+                sample.text = text;
+                rewritten += 1;
+            }
+        }
+    }
+    Ok(StepReport {
+        name: step.name.clone(),
+        version: entry.manifest.version.clone(),
+        sha256: entry.sha256.clone(),
+        action: step.action,
+        corpus: metrics_object(&report.corpus),
+        rejected,
+        rewritten,
+    })
+}
+
+/// Metrics as a JSON object (names are unique: the host checks every report).
+fn metrics_object(metrics: &[Metric]) -> Map<String, Value> {
+    metrics
+        .iter()
+        .map(|m| (m.name.clone(), Value::from(m.value)))
+        .collect()
+}

@@ -1,0 +1,291 @@
+//! Clustering: exact duplicates by their normalized key, then near duplicates among the
+//! remaining texts by MinHash + LSH candidates, each verified by exact Jaccard before union-find
+//! merges it.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::minhash::{Permutations, jaccard, shingles};
+use crate::normalize::{exact_key, simplify};
+
+/// How near-duplicate candidates are found and accepted.
+pub struct NearParams {
+    /// Smallest Jaccard similarity that merges two samples.
+    pub threshold: f64,
+    /// Words per shingle.
+    pub shingle_size: usize,
+    /// LSH bands.
+    pub buckets: usize,
+    /// MinHash values per band.
+    pub hashes_per_bucket: usize,
+    /// Seed of the MinHash permutations.
+    pub seed: u64,
+}
+
+/// Why a sample is (not) the one kept of its cluster.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Role {
+    /// The first sample of its cluster.
+    Representative,
+    /// Same normalized text as the earlier sample `of`.
+    Exact { of: usize },
+    /// Jaccard `jaccard` (≥ the threshold) with sample `partner`, its best verified match.
+    Near { partner: usize, jaccard: f64 },
+}
+
+/// The outcome for a batch, one entry per sample.
+pub struct Clusters {
+    /// Index of the first sample of each sample's cluster.
+    pub cluster: Vec<usize>,
+    /// Whether each sample is kept, or whose duplicate it is.
+    pub role: Vec<Role>,
+    /// Highest verified Jaccard to another member of the cluster (1 for exact duplicates).
+    pub max_jaccard: Vec<f64>,
+    /// Each sample's shingle set (empty for exact duplicates and with `near` off), kept so the
+    /// report can quote the similarity to the representative.
+    pub shingles: Vec<Vec<u64>>,
+}
+
+/// Clusters `texts`; `near` is `None` for exact duplicates only.
+pub fn cluster(texts: &[&str], near: Option<&NearParams>) -> Clusters {
+    let n = texts.len();
+    let mut sets = UnionFind::new(n);
+    let mut role = vec![Role::Representative; n];
+    let mut max_jaccard = vec![0.0; n];
+    let mut first_of: HashMap<String, usize> = HashMap::new();
+    for (i, text) in texts.iter().enumerate() {
+        let first = *first_of.entry(exact_key(text)).or_insert(i);
+        if first != i {
+            sets.union(first, i);
+            role[i] = Role::Exact { of: first };
+            max_jaccard[i] = 1.0;
+            max_jaccard[first] = 1.0;
+        }
+    }
+    let mut shingle_sets = vec![Vec::new(); n];
+    if let Some(params) = near {
+        for (i, text) in texts.iter().enumerate() {
+            if role[i] == Role::Representative {
+                shingle_sets[i] = shingles(&simplify(text), params.shingle_size);
+            }
+        }
+        let mut search = NearSearch {
+            sets: &mut sets,
+            shingles: &shingle_sets,
+            threshold: params.threshold,
+            best: vec![None; n],
+            rejected: HashSet::new(),
+        };
+        for group in candidate_groups(&shingle_sets, params) {
+            search.resolve(&group);
+        }
+        for (i, best) in search.best.into_iter().enumerate() {
+            if let Some((partner, jaccard)) = best {
+                max_jaccard[i] = f64::max(max_jaccard[i], jaccard);
+                if role[i] == Role::Representative && sets.find(i) != i {
+                    role[i] = Role::Near { partner, jaccard };
+                }
+            }
+        }
+    }
+    Clusters {
+        cluster: (0..n).map(|i| sets.find(i)).collect(),
+        role,
+        max_jaccard,
+        shingles: shingle_sets,
+    }
+}
+
+/// The LSH buckets holding more than one sample: samples whose signatures agree on all the
+/// hashes of one band. Each group lists its samples in batch order.
+fn candidate_groups(shingle_sets: &[Vec<u64>], params: &NearParams) -> Vec<Vec<usize>> {
+    let rows = params.hashes_per_bucket;
+    let permutations = Permutations::new(params.buckets * rows, params.seed);
+    let signatures: Vec<Vec<u64>> = shingle_sets
+        .iter()
+        .map(|set| {
+            if set.is_empty() {
+                Vec::new()
+            } else {
+                permutations.signature(set)
+            }
+        })
+        .collect();
+    let mut groups = Vec::new();
+    for band in 0..params.buckets {
+        let mut by_key: HashMap<&[u64], Vec<usize>> = HashMap::new();
+        for (i, signature) in signatures.iter().enumerate() {
+            if let Some(key) = signature.get(band * rows..(band + 1) * rows) {
+                by_key.entry(key).or_default().push(i);
+            }
+        }
+        groups.extend(by_key.into_values().filter(|g| g.len() > 1));
+    }
+    groups
+}
+
+/// Verifies candidate pairs and merges those at or above the threshold.
+struct NearSearch<'a> {
+    sets: &'a mut UnionFind,
+    shingles: &'a [Vec<u64>],
+    threshold: f64,
+    /// Each sample's best verified partner and Jaccard.
+    best: Vec<Option<(usize, f64)>>,
+    /// Pairs already verified below the threshold: the same pair often shares several bands.
+    rejected: HashSet<(usize, usize)>,
+}
+
+impl NearSearch<'_> {
+    /// Merges the members of one LSH group that verify. Rather than trying all pairs, a member is
+    /// compared with the group's earlier members one cluster at a time, and stops at the first
+    /// member of a cluster that verifies: a group of k near copies costs k comparisons, not k².
+    fn resolve(&mut self, group: &[usize]) {
+        // Earlier members, partitioned by cluster.
+        let mut parts: Vec<Vec<usize>> = Vec::new();
+        for &j in group {
+            for part in &parts {
+                if self.sets.find(part[0]) == self.sets.find(j) {
+                    continue;
+                }
+                if let Some(&m) = part.iter().find(|&&m| self.verify(m, j)) {
+                    self.sets.union(m, j);
+                }
+            }
+            self.file(&mut parts, j);
+        }
+    }
+
+    /// Adds `j` to the part of its cluster, merging the parts that `j` has just joined.
+    fn file(&mut self, parts: &mut Vec<Vec<usize>>, j: usize) {
+        let root = self.sets.find(j);
+        let mut home: Option<usize> = None;
+        let mut k = 0;
+        while k < parts.len() {
+            if self.sets.find(parts[k][0]) != root {
+                k += 1;
+                continue;
+            }
+            match home {
+                None => {
+                    home = Some(k);
+                    k += 1;
+                }
+                // `h < k`, so the swap cannot move the home part.
+                Some(h) => {
+                    let moved = parts.swap_remove(k);
+                    parts[h].extend(moved);
+                }
+            }
+        }
+        match home {
+            Some(h) => parts[h].push(j),
+            None => parts.push(vec![j]),
+        }
+    }
+
+    /// Whether `a` and `b` (a < b) reach the threshold; remembers the outcome.
+    fn verify(&mut self, a: usize, b: usize) -> bool {
+        if self.rejected.contains(&(a, b)) {
+            return false;
+        }
+        let similarity = jaccard(&self.shingles[a], &self.shingles[b]);
+        if similarity < self.threshold {
+            self.rejected.insert((a, b));
+            return false;
+        }
+        for (me, other) in [(a, b), (b, a)] {
+            if self.best[me].is_none_or(|(_, j)| similarity > j) {
+                self.best[me] = Some((other, similarity));
+            }
+        }
+        true
+    }
+}
+
+/// Union-find whose root is always the smallest index of its set, i.e. the first sample.
+struct UnionFind {
+    parent: Vec<usize>,
+}
+
+impl UnionFind {
+    fn new(n: usize) -> UnionFind {
+        UnionFind {
+            parent: (0..n).collect(),
+        }
+    }
+
+    fn find(&mut self, mut i: usize) -> usize {
+        let mut root = i;
+        while self.parent[root] != root {
+            root = self.parent[root];
+        }
+        // Path compression keeps later finds flat.
+        while self.parent[i] != root {
+            let next = self.parent[i];
+            self.parent[i] = root;
+            i = next;
+        }
+        root
+    }
+
+    fn union(&mut self, a: usize, b: usize) {
+        let (ra, rb) = (self.find(a), self.find(b));
+        let (low, high) = if ra < rb { (ra, rb) } else { (rb, ra) };
+        self.parent[high] = low;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> NearParams {
+        NearParams {
+            threshold: 0.8,
+            shingle_size: 5,
+            buckets: 14,
+            hashes_per_bucket: 8,
+            seed: 1,
+        }
+    }
+
+    #[test]
+    fn union_find_roots_at_the_smallest_index() {
+        let mut sets = UnionFind::new(5);
+        sets.union(4, 2);
+        sets.union(3, 4);
+        assert_eq!((sets.find(3), sets.find(4), sets.find(2)), (2, 2, 2));
+        sets.union(4, 0);
+        assert_eq!(sets.find(3), 0);
+        assert_eq!(sets.find(1), 1);
+    }
+
+    #[test]
+    fn exact_and_near_duplicates_cluster() {
+        let base = "the committee approved the new budget after a long debate about schools roads and parks in the city";
+        let near = "The committee approved the new budget after a long debate about schools, roads and parks in the town.";
+        let texts = [
+            base,
+            "something else entirely",
+            "THE committee approved the new budget after a long debate about schools roads and parks in the city",
+            near,
+        ];
+        let out = cluster(&texts, Some(&defaults()));
+        assert_eq!(out.cluster, [0, 1, 0, 0]);
+        assert_eq!(out.role[2], Role::Exact { of: 0 });
+        match out.role[3] {
+            Role::Near {
+                partner: 0,
+                jaccard,
+            } => assert!(jaccard >= 0.8, "{jaccard}"),
+            ref other => panic!("{other:?}"),
+        }
+        let exact_only = cluster(&texts, None);
+        assert_eq!(exact_only.cluster, [0, 1, 0, 3]);
+    }
+
+    #[test]
+    fn texts_without_words_only_meet_as_exact_duplicates() {
+        let out = cluster(&["", "!!!", "  ", "?"], Some(&defaults()));
+        assert_eq!(out.cluster, [0, 1, 0, 3]);
+    }
+}
