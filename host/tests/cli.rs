@@ -214,3 +214,100 @@ fn prompts_longer_than_the_context_are_refused_not_truncated() {
         "context length",
     );
 }
+
+#[test]
+fn validate_reads_jsonl_and_csv_and_writes_the_report_and_the_kept_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    let jsonl = dir.path().join("samples.jsonl");
+    std::fs::write(
+        &jsonl,
+        concat!(
+            r#"{"id": 1, "text": "The cat sat on the mat.", "ref": "The cat is on the mat."}"#,
+            "\n",
+            r#"{"id": 2, "text": "Write to bob@example.com now", "ref": ["Write now", "Now write"]}"#,
+            "\n\n",
+            r#"{"id": 3, "text": "ok", "ref": "fine"}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    let report = dir.path().join("report.json");
+    let kept = dir.path().join("kept.jsonl");
+    let out = textnlp(&[
+        "validate",
+        jsonl.to_str().unwrap(),
+        "--reference-field",
+        "ref",
+        "-v",
+        "bleu:annotate",
+        "-v",
+        "pii:redact",
+        "-v",
+        r#"length={"unit": "words", "min": 2}"#,
+        "--report",
+        report.to_str().unwrap(),
+        "--kept",
+        kept.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("bleu|nrefs:var|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("3 samples: 2 kept, 1 dropped, 1 rewritten"),
+        "{stdout}"
+    );
+    let report: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(report["samples"][2]["dropped_by"]["validator"], "length");
+    let kept: Vec<Value> = std::fs::read_to_string(&kept)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(kept.len(), 2);
+    // The record keeps its fields; only the text is the redacted one.
+    assert_eq!(kept[1]["id"], 2);
+    assert_eq!(kept[1]["text"], "Write to [EMAIL] now");
+
+    let csv = dir.path().join("samples.csv");
+    std::fs::write(&csv, "body,other\n\"Hello, world\",x\n\"Hello, world\",y\n").unwrap();
+    let out = textnlp(&[
+        "validate",
+        csv.to_str().unwrap(),
+        "--text-field",
+        "body",
+        "-v",
+        "dedup",
+        "--json",
+    ]);
+    let report = stdout_json(&out);
+    assert_eq!(report["summary"]["kept"], 1);
+    assert_eq!(report["samples"][1]["dropped_by"]["validator"], "dedup");
+}
+
+#[test]
+fn validate_errors_name_the_record_field_or_validator() {
+    let dir = tempfile::tempdir().unwrap();
+    let jsonl = dir.path().join("samples.jsonl");
+    std::fs::write(&jsonl, "{\"text\": \"a\"}\n{\"body\": \"b\"}\n").unwrap();
+    let path = jsonl.to_str().unwrap();
+    assert_clean_failure(&textnlp(&["validate", path, "-v", "length"]), "record 2");
+    std::fs::write(&jsonl, "{\"text\": \"a\"}\nnot json\n").unwrap();
+    assert_clean_failure(&textnlp(&["validate", path, "-v", "length"]), "line 2");
+    std::fs::write(&jsonl, "{\"text\": \"a\"}\n").unwrap();
+    assert_clean_failure(
+        &textnlp(&["validate", path, "-v", "nope"]),
+        "unknown validator `nope`",
+    );
+    assert_clean_failure(
+        &textnlp(&["validate", path, "-v", "length:erase"]),
+        "unknown action",
+    );
+    assert_clean_failure(&textnlp(&["validate", path, "-v", "bleu"]), "no reference");
+}

@@ -4,9 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use textnlp_host::engine::{Engine, EngineConfig, Event, FinishReason, Request, SubmitError};
-use textnlp_host::model::Llama;
+use textnlp_host::engine::{
+    Engine, EngineConfig, Event, FinishReason, Request, SessionError, SubmitError,
+    negative_log_likelihood,
+};
 use textnlp_host::model::gguf::GgufFile;
+use textnlp_host::model::{Llama, LogitsFor, Scratch, SequenceStep};
 use textnlp_host::paths;
 use textnlp_kernels::cpu::sampling::SamplingParams;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -311,4 +314,55 @@ fn a_session_refuses_what_it_cannot_hold_and_frees_its_memory_when_dropped() {
     drop(session);
     let (ids, _) = collect(rx);
     assert_eq!(ids.len(), 20);
+}
+
+/// A scored append returns each appended token's log-probability: equal to a direct forward
+/// pass over the whole sequence, also when the append is fed over several steps (64 tokens a
+/// step here) while other sequences share them.
+#[test]
+fn a_scored_append_gives_the_log_probabilities_of_a_direct_pass() {
+    let model = model();
+    let tokens = prompt(150, 7);
+    let direct: Vec<f64> = {
+        let mut cache = model.new_cache();
+        let mut scratch = Scratch::default();
+        let mut steps = [SequenceStep {
+            cache: &mut cache,
+            tokens: &tokens,
+            logits: LogitsFor::All,
+        }];
+        let logits = model.forward(&mut steps, &mut scratch).unwrap();
+        let n_vocab = model.config().n_vocab;
+        logits
+            .chunks_exact(n_vocab)
+            .zip(&tokens[1..])
+            .map(|(row, &next)| -negative_log_likelihood(row, next))
+            .collect()
+    };
+    let engine = Engine::start(Arc::clone(&model), config());
+    let handle = engine.handle();
+    let noise = handle
+        .submit(request("noise", prompt(100, 9), 30, 1))
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let mut session = handle.open_session("plugin", 200).unwrap();
+    assert!(matches!(
+        session.score(&tokens[..1], deadline),
+        Err(SessionError::NoContext)
+    ));
+    session.append(&tokens[..10], deadline).unwrap();
+    let step = session.score(&tokens[10..], deadline).unwrap();
+    // The first scored token's prediction came with the previous append's logits.
+    assert_eq!(step.logprobs.len(), tokens.len() - 11);
+    for (i, (&ours, &theirs)) in step.logprobs.iter().zip(&direct[10..]).enumerate() {
+        assert!(
+            (f64::from(ours) - theirs).abs() < 2e-3,
+            "token {}: {ours} vs {theirs}",
+            i + 11
+        );
+    }
+    // A plain append after a scored one scores nothing.
+    let logits = session.append(&[1, 2], deadline).unwrap();
+    assert_eq!(logits.len(), model.config().n_vocab);
+    collect(noise);
 }

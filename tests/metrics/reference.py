@@ -4,8 +4,10 @@ Reads a JSON request on stdin and writes JSON on stdout:
 
     values: {"mode": "values", "pairs": [{"hyp": str, "refs": [str]}],
              "bleu": [{"tokenize", "smooth_method", "smooth_value", "effective_order", "lowercase"}],
-             "rouge": [{"rouge_types": [str], "use_stemmer": bool}]}
-      -> {"bleu": [{"corpus": {...}, "sentence": [score]}], "rouge": [[{type: [p, r, f]}]]}
+             "rouge": [{"rouge_types": [str], "use_stemmer": bool}],
+             "diversity": {"texts": [str], "self_bleu": [n], "distinct": [n]}}
+      -> {"bleu": [{"corpus": {...}, "sentence": [score]}], "rouge": [[{type: [p, r, f]}]],
+          "diversity": {"self_bleu": {n: [score]}, "distinct": {n: [a, b, c]}}}
     bench:  {"mode": "bench", "pairs": [...], "repeat": n}
       -> {"bleu_corpus_samples_per_s": x, "rougeL_samples_per_s": y}
 
@@ -16,6 +18,7 @@ import json
 import sys
 import time
 
+from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 from rouge_score import rouge_scorer
 from sacrebleu.metrics import BLEU
 
@@ -63,6 +66,42 @@ def rouge_values(pairs, config):
     return out
 
 
+def self_bleu(tokens, n):
+    """Texygen's get_bleu_parallel: each sentence against all the others, NLTK sentence BLEU
+    with uniform weights and smoothing method1."""
+    weights = tuple(1.0 / n for _ in range(n))
+    smoothing = SmoothingFunction().method1
+    return [
+        float(sentence_bleu(tokens[:i] + tokens[i + 1:], hyp, weights, smoothing_function=smoothing))
+        for i, hyp in enumerate(tokens)
+    ]
+
+
+def ngrams(tokens, n):
+    return [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+
+
+def distinct(tokens, n):
+    """The three distinct-n definitions: unique/total n-grams over the corpus, unique n-grams
+    per token, and the mean of each sentence's ratio (0 for an empty sentence)."""
+    grams = [g for t in tokens for g in ngrams(t, n)]
+    words = sum(len(t) for t in tokens)
+    per_sentence = [len(set(ngrams(t, n))) / len(t) if t else 0.0 for t in tokens]
+    return [
+        len(set(grams)) / len(grams) if grams else None,
+        len(set(grams)) / words if words else None,
+        sum(per_sentence) / len(per_sentence),
+    ]
+
+
+def diversity_values(request):
+    tokens = [t.split() for t in request["texts"]]
+    return {
+        "self_bleu": {n: self_bleu(tokens, n) for n in request["self_bleu"]},
+        "distinct": {n: distinct(tokens, n) for n in request["distinct"]},
+    }
+
+
 def best_rate(n, repeat, run):
     best = float("inf")
     for _ in range(repeat):
@@ -93,6 +132,7 @@ def main():
         answer = {
             "bleu": [bleu_values(pairs, c) for c in request["bleu"]],
             "rouge": [rouge_values(pairs, c) for c in request["rouge"]],
+            "diversity": diversity_values(request["diversity"]),
         }
     else:
         answer = bench(pairs, request.get("repeat", 5))

@@ -1,6 +1,7 @@
-//! The `bleu` and `rouge` validator plugins, run as components, against the Python packages
-//! they reproduce (sacrebleu 2.6.0, rouge-score 0.1.2 with nltk 3.10.4's Porter stemmer), on
-//! 600 varied pairs and on the golden values of `tests/golden/metrics/`.
+//! The `bleu`, `rouge` and `diversity` validator plugins, run as components, against the
+//! Python packages they reproduce (sacrebleu 2.6.0, rouge-score 0.1.2 with nltk 3.10.4's
+//! Porter stemmer, nltk's BLEU for Texygen's self-BLEU), on 600 varied pairs and on the
+//! golden values of `tests/golden/metrics/`.
 //!
 //! Summation: the plugins sum left to right, as Python ≤ 3.11's `sum()` does (the Python
 //! `scripts/setup.sh` installs here is 3.11, and `reference_py311.json` is matched bit for
@@ -15,6 +16,8 @@ use textnlp_host::plugins::{InstanceSpec, Limits, PluginRuntime, ValidatorPlugin
 use textnlp_tests::{Pair, built_component, golden_dir, metric_pairs, python_reference};
 
 const PAIRS: usize = 600;
+/// Hypotheses of the corpus scored for diversity (self-BLEU in Python is quadratic).
+const DIVERSITY_TEXTS: usize = 150;
 const SEED: u64 = 0x5eed_b1e0;
 
 fn runtime() -> &'static PluginRuntime {
@@ -173,6 +176,11 @@ fn bleu_and_rouge_match_the_python_packages_on_600_pairs() {
         "pairs": pairs_json(&pairs),
         "bleu": bleu_configs,
         "rouge": rouge_configs,
+        "diversity": {
+            "texts": pairs[..DIVERSITY_TEXTS].iter().map(|p| p.hyp.as_str()).collect::<Vec<_>>(),
+            "self_bleu": [2, 3, 4],
+            "distinct": [1, 2, 3],
+        },
     }));
     let samples = samples(&pairs);
 
@@ -217,6 +225,40 @@ fn bleu_and_rouge_match_the_python_packages_on_600_pairs() {
         }
     }
     tally.assert_clean("ROUGE");
+
+    let diversity = plugin("validator_diversity", "diversity");
+    let config = json!({"n": [1, 2, 3], "self_bleu": [2, 3, 4]}).to_string();
+    let report = diversity
+        .score(&samples[..DIVERSITY_TEXTS], Some(&config))
+        .expect("diversity scores");
+    let theirs = &reference["diversity"];
+    let mut tally = Tally::default();
+    for n in 2..=4 {
+        let name = format!("self-bleu-{n}");
+        let per_sentence = theirs["self_bleu"][n.to_string()].as_array().unwrap();
+        for (i, (sample, theirs)) in report.samples.iter().zip(per_sentence).enumerate() {
+            tally.check(
+                || format!("{name} sentence {i}"),
+                metric(&sample.scores, &name),
+                f(theirs),
+            );
+        }
+        // Texygen's mean: sum(result) / len(result), left to right.
+        let mean = per_sentence.iter().map(f).sum::<f64>() / per_sentence.len() as f64;
+        tally.check(
+            || format!("{name} mean"),
+            metric(&report.corpus, &name),
+            mean,
+        );
+    }
+    for n in 1..=3 {
+        let [a, b, c] = [0, 1, 2].map(|k| f(&theirs["distinct"][n.to_string()][k]));
+        for (suffix, value) in [("", a), ("-per-token", b), ("-sentence-mean", c)] {
+            let name = format!("distinct-{n}{suffix}");
+            tally.check(|| name.clone(), metric(&report.corpus, &name), value);
+        }
+    }
+    tally.assert_clean("self-BLEU and distinct-n");
 }
 
 fn golden() -> Value {

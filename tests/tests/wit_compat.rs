@@ -50,8 +50,9 @@ fn push(resolve: &mut Resolve, map: SourceMap) -> PackageId {
 /// Checks every world of `old` against the same-named world of `new`.
 fn check(old: SourceMap, new: SourceMap) -> Result<usize, String> {
     let mut resolve = Resolve::default();
-    // Released snapshots are renamed to a pre-release of themselves; semver_check ignores
-    // versions when it compares, and the two packages must not clash in one Resolve.
+    // Released snapshots get build metadata (`+released`: the same precedence, so their
+    // `@since` gates stay valid) so that the two packages do not clash in one Resolve;
+    // semver_check ignores versions when it compares.
     let old = push(&mut resolve, old);
     let new = push(&mut resolve, new);
     let worlds: Vec<_> = resolve.packages[old]
@@ -76,7 +77,7 @@ fn every_released_world_is_still_linkable() {
     for entry in std::fs::read_dir(&released).expect("wit/released exists") {
         let dir = entry.expect("a directory entry").path();
         let version = dir.file_name().unwrap().to_string_lossy().into_owned();
-        let old = sources(&dir, &format!("{version}-released"));
+        let old = sources(&dir, &format!("{version}+released"));
         let new = sources(&wit_dir(), "0.1.1");
         match check(old, new) {
             Ok(n) => checked += n,
@@ -92,7 +93,7 @@ fn every_released_world_is_still_linkable() {
 #[test]
 fn the_check_catches_a_breaking_change() {
     let dir = wit_dir().join("released/0.1.0");
-    let old = sources(&dir, "0.1.0-released");
+    let old = sources(&dir, "0.1.0+released");
     let mut new = SourceMap::new();
     // A function removed from an exported interface, and a parameter retyped in an import.
     for entry in std::fs::read_dir(&dir).unwrap() {
@@ -116,7 +117,7 @@ fn the_check_catches_a_breaking_change() {
 #[test]
 fn an_additive_change_passes() {
     let dir = wit_dir().join("released/0.1.0");
-    let old = sources(&dir, "0.1.0-released");
+    let old = sources(&dir, "0.1.0+released");
     let mut new = SourceMap::new();
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
