@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 mod metric_corpus;
-pub use metric_corpus::{Pair, metric_pairs};
+pub use metric_corpus::{Pair, metric_pairs, prose_pairs};
 
 use serde_json::Value;
 use textnlp_host::model::Llama;

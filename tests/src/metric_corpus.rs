@@ -1,7 +1,8 @@
-//! A seeded corpus of hypothesis/reference pairs for checking text metrics against their
-//! Python reference implementations: punctuation, Unicode, numbers, HTML entities, line
-//! breaks, Python-only whitespace and empty strings, with hypotheses that overlap their
-//! references partly (so every n-gram order and smoothing path is exercised).
+//! Seeded corpora of hypothesis/reference pairs. [`metric_pairs`] is adversarial, for checking
+//! text metrics against their Python reference implementations: punctuation, Unicode,
+//! numbers, HTML entities, line breaks, Python-only whitespace and empty strings, with
+//! hypotheses that overlap their references partly (so every n-gram order and smoothing path
+//! is exercised). [`prose_pairs`] is plain English sentences, what a dataset mostly holds.
 
 /// One hypothesis with its references (one to three).
 #[derive(Clone, Debug)]
@@ -166,5 +167,122 @@ fn join(rng: &mut Rng, words: &[&str]) -> String {
     if rng.below(8) == 0 {
         text.push_str(rng.pick(SEPARATORS));
     }
+    text
+}
+
+const PROSE: &[&str] = &[
+    "the",
+    "a",
+    "of",
+    "to",
+    "and",
+    "in",
+    "is",
+    "that",
+    "for",
+    "it",
+    "with",
+    "as",
+    "was",
+    "on",
+    "be",
+    "by",
+    "this",
+    "are",
+    "from",
+    "at",
+    "or",
+    "an",
+    "have",
+    "not",
+    "they",
+    "which",
+    "we",
+    "model",
+    "data",
+    "system",
+    "users",
+    "results",
+    "method",
+    "training",
+    "language",
+    "text",
+    "new",
+    "large",
+    "small",
+    "first",
+    "each",
+    "more",
+    "most",
+    "other",
+    "some",
+    "time",
+    "work",
+    "used",
+    "shows",
+    "improves",
+    "generates",
+    "reports",
+    "answers",
+    "question",
+    "customer",
+    "order",
+    "product",
+    "service",
+    "review",
+    "quality",
+    "price",
+    "delivery",
+    "support",
+    "team",
+    "weather",
+    "city",
+    "river",
+    "market",
+    "school",
+    "student",
+    "teacher",
+    "book",
+    "story",
+    "quickly",
+    "carefully",
+    "really",
+    "also",
+    "only",
+    "very",
+    "often",
+    "never",
+    "always",
+];
+
+/// `n` pairs of plain English sentences (10 to 30 words, commas, a full stop or a question
+/// mark) from `seed`, each with one reference that rewords it slightly.
+pub fn prose_pairs(n: usize, seed: u64) -> Vec<Pair> {
+    let mut rng = Rng(seed.max(1));
+    (0..n)
+        .map(|_| {
+            let words: Vec<&str> = (0..10 + rng.below(21)).map(|_| rng.pick(PROSE)).collect();
+            let reference = perturb(&mut rng, &words);
+            Pair {
+                hyp: sentence(&mut rng, &words),
+                refs: vec![sentence(&mut rng, &reference)],
+            }
+        })
+        .collect()
+}
+
+fn sentence(rng: &mut Rng, words: &[&str]) -> String {
+    let mut text = String::new();
+    for (i, w) in words.iter().enumerate() {
+        if i == 0 {
+            let mut chars = w.chars();
+            text.extend(chars.next().map(|c| c.to_ascii_uppercase()));
+            text.push_str(chars.as_str());
+            continue;
+        }
+        text.push_str(if rng.below(9) == 0 { ", " } else { " " });
+        text.push_str(w);
+    }
+    text.push(if rng.below(5) == 0 { '?' } else { '.' });
     text
 }

@@ -43,16 +43,15 @@ pub fn metrics(plugin: &str, what: &str, metrics: &[Metric]) -> Result<(), Plugi
             format!("{} {what} metrics, more than {MAX_METRICS}", metrics.len()),
         ));
     }
-    let mut names = std::collections::HashSet::with_capacity(metrics.len());
+    // Names key the metrics in reports (JSON objects): a repeated one would be lost.
+    if let Some(name) = repeated_name(metrics) {
+        return Err(invalid(
+            plugin,
+            format!("{what} metric `{name}` is given twice"),
+        ));
+    }
     for metric in metrics {
         bounded(plugin, "a metric name", &metric.name, MAX_NAME)?;
-        // Names key the metrics in reports (JSON objects): a repeated one would be lost.
-        if !names.insert(metric.name.as_str()) {
-            return Err(invalid(
-                plugin,
-                format!("{what} metric `{}` is given twice", metric.name),
-            ));
-        }
         if !metric.value.is_finite() {
             return Err(invalid(
                 plugin,
@@ -64,6 +63,23 @@ pub fn metrics(plugin: &str, what: &str, metrics: &[Metric]) -> Result<(), Plugi
         }
     }
     Ok(())
+}
+
+/// A metric name given twice, if any. Per-sample lists are a handful of metrics, checked for
+/// every sample of a batch: those are compared pairwise, without allocating.
+fn repeated_name(metrics: &[Metric]) -> Option<&str> {
+    if metrics.len() <= 16 {
+        return metrics
+            .iter()
+            .enumerate()
+            .find(|(i, m)| metrics[..*i].iter().any(|o| o.name == m.name))
+            .map(|(_, m)| m.name.as_str());
+    }
+    let mut names = std::collections::HashSet::with_capacity(metrics.len());
+    metrics
+        .iter()
+        .find(|m| !names.insert(m.name.as_str()))
+        .map(|m| m.name.as_str())
 }
 
 /// A JSON object, as metadata and settings must be.
@@ -91,5 +107,44 @@ pub fn role(plugin: &str, role: &str) -> Result<(), PluginError> {
             plugin,
             format!("unknown chat role `{}`", other.escape_debug()),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(names: &[&str]) -> Vec<Metric> {
+        names
+            .iter()
+            .map(|n| Metric {
+                name: n.to_string(),
+                value: 1.0,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_repeated_metric_name_is_refused_in_short_and_long_lists() {
+        assert!(metrics("p", "corpus", &named(&["a", "b", "c"])).is_ok());
+        let err = metrics("p", "corpus", &named(&["a", "b", "a"])).unwrap_err();
+        assert!(err.to_string().contains("`a` is given twice"), "{err}");
+        let mut long: Vec<String> = (0..40).map(|i| format!("m{i}")).collect();
+        assert!(
+            metrics(
+                "p",
+                "x",
+                &named(&long.iter().map(String::as_str).collect::<Vec<_>>())
+            )
+            .is_ok()
+        );
+        long.push("m7".into());
+        let long: Vec<&str> = long.iter().map(String::as_str).collect();
+        let err = metrics("p", "sample 3", &named(&long)).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("sample 3 metric `m7` is given twice"),
+            "{err}"
+        );
     }
 }
