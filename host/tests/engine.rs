@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use textnlp_host::engine::{
-    Engine, EngineConfig, Event, FinishReason, Request, SessionError, SubmitError,
+    Engine, EngineConfig, Event, FinishReason, Request, SessionError, SessionStep, SubmitError,
     negative_log_likelihood,
 };
 use textnlp_host::model::gguf::GgufFile;
@@ -351,18 +351,29 @@ fn a_scored_append_gives_the_log_probabilities_of_a_direct_pass() {
         Err(SessionError::NoContext)
     ));
     session.append(&tokens[..10], deadline).unwrap();
-    let step = session.score(&tokens[10..], deadline).unwrap();
-    // The first scored token's prediction came with the previous append's logits.
-    assert_eq!(step.logprobs.len(), tokens.len() - 11);
-    for (i, (&ours, &theirs)) in step.logprobs.iter().zip(&direct[10..]).enumerate() {
-        assert!(
-            (f64::from(ours) - theirs).abs() < 2e-3,
-            "token {}: {ours} vs {theirs}",
-            i + 11
-        );
-    }
-    // A plain append after a scored one scores nothing.
-    let logits = session.append(&[1, 2], deadline).unwrap();
-    assert_eq!(logits.len(), model.config().n_vocab);
+    // `direct[i]` scores token `i + 1`; an append of tokens `from..` gets `from + 1..` scored,
+    // the first one's prediction having come with the previous append's logits.
+    let close = |step: &SessionStep, from: usize| {
+        for (i, (&ours, &theirs)) in step.logprobs.iter().zip(&direct[from..]).enumerate() {
+            assert!(
+                (f64::from(ours) - theirs).abs() < 2e-3,
+                "token {}: {ours} vs {theirs}",
+                from + i + 1
+            );
+        }
+    };
+    let step = session.score(&tokens[10..100], deadline).unwrap();
+    assert_eq!(step.logprobs.len(), 89);
+    close(&step, 10);
+    // A plain append in between scores nothing, and the next scored append starts afresh.
+    session.append(&tokens[100..110], deadline).unwrap();
+    let step = session.score(&tokens[110..], deadline).unwrap();
+    assert_eq!(step.logprobs.len(), tokens.len() - 111);
+    close(&step, 110);
+    assert_eq!(
+        step.logits.len(),
+        model.config().n_vocab,
+        "the last position's logits come back too"
+    );
     collect(noise);
 }

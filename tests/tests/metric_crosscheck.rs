@@ -52,6 +52,8 @@ fn pairs_json(pairs: &[Pair]) -> Value {
 struct Tally {
     compared: usize,
     exact: usize,
+    failed: usize,
+    /// The first few failures, spelled out.
     failures: Vec<String>,
 }
 
@@ -63,17 +65,31 @@ impl Tally {
             return;
         }
         let scale = ours.abs().max(theirs.abs()).max(f64::MIN_POSITIVE);
-        if (ours - theirs).abs() / scale > 1e-12 && self.failures.len() < 20 {
-            self.failures
-                .push(format!("{}: ours {ours:?}, Python {theirs:?}", what()));
+        let close = (ours - theirs).abs() / scale <= 1e-12;
+        // A NaN on either side compares false, so it fails too.
+        if !close {
+            self.failed += 1;
+            if self.failures.len() < 20 {
+                self.failures
+                    .push(format!("{}: ours {ours:?}, Python {theirs:?}", what()));
+            }
         }
+    }
+
+    /// Both sides must give as many values.
+    fn same_len(&mut self, what: &str, ours: usize, theirs: usize) {
+        self.check(
+            || format!("{what}: number of values"),
+            ours as f64,
+            theirs as f64,
+        );
     }
 
     fn assert_clean(&self, what: &str) {
         assert!(
-            self.failures.is_empty(),
-            "{what}: {} values differ beyond 1e-12:\n{}",
-            self.failures.len(),
+            self.failed == 0,
+            "{what}: {} values differ beyond 1e-12, the first ones:\n{}",
+            self.failed,
             self.failures.join("\n")
         );
         assert!(self.compared > 0);
@@ -149,6 +165,12 @@ fn compare_bleu(tally: &mut Tally, report: &Report, theirs: &Value, config: &Val
         report.corpus.iter().any(|m| m.name == signature),
         "{config}: no metric named {signature}"
     );
+    let sentences = theirs["sentence"].as_array().unwrap();
+    tally.same_len(
+        &format!("{config} sentences"),
+        report.samples.len(),
+        sentences.len(),
+    );
     for (i, (sample, theirs)) in report
         .samples
         .iter()
@@ -206,12 +228,13 @@ fn bleu_and_rouge_match_the_python_packages_on_600_pairs() {
         let report = rouge
             .score(&samples, Some(&config.to_string()))
             .unwrap_or_else(|e| panic!("{config}: {e}"));
-        for (i, (sample, theirs)) in report
-            .samples
-            .iter()
-            .zip(theirs.as_array().unwrap())
-            .enumerate()
-        {
+        let pairs = theirs.as_array().unwrap();
+        tally.same_len(
+            &format!("{config} samples"),
+            report.samples.len(),
+            pairs.len(),
+        );
+        for (i, (sample, theirs)) in report.samples.iter().zip(pairs).enumerate() {
             for (rouge_type, prf) in theirs.as_object().unwrap() {
                 for (k, suffix) in ["p", "r", "f"].iter().enumerate() {
                     let name = format!("{rouge_type}-{suffix}");
@@ -236,6 +259,7 @@ fn bleu_and_rouge_match_the_python_packages_on_600_pairs() {
     for n in 2..=4 {
         let name = format!("self-bleu-{n}");
         let per_sentence = theirs["self_bleu"][n.to_string()].as_array().unwrap();
+        tally.same_len(&name, report.samples.len(), per_sentence.len());
         for (i, (sample, theirs)) in report.samples.iter().zip(per_sentence).enumerate() {
             tally.check(
                 || format!("{name} sentence {i}"),

@@ -301,7 +301,7 @@ fn the_perplexity_plugin_scores_like_a_direct_forward_pass() {
             (via_plugin / direct - 1.0).abs() < 1e-3,
             "{text:?}: plugin {via_plugin}, direct {direct}"
         );
-        assert_eq!(metric(i, "tokens"), Some((tokens.len() - 1) as f64));
+        assert_eq!(metric(i, "tokens"), Some(tokens.len() as f64));
     }
     assert!(
         metric(1, "perplexity") > metric(0, "perplexity"),

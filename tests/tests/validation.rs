@@ -70,8 +70,12 @@ fn redaction_rewrites_what_later_steps_see_and_drop_steps_decide_keep() {
         report.samples[0].text.as_deref(),
         Some("Contact [EMAIL] or call [PHONE] about order #123456.")
     );
-    // The second pii step saw the redacted text: nothing left to drop for.
-    assert_eq!(score(&report, 0, "pii", "pii-total"), Some(0.0));
+    // Results are keyed by step label: the first pii step found two items, the second one
+    // (`pii#2`) saw the redacted text and found nothing left to drop for.
+    assert_eq!(score(&report, 0, "pii", "pii-total"), Some(2.0));
+    assert_eq!(score(&report, 0, "pii#2", "pii-total"), Some(0.0));
+    let labels: Vec<&str> = report.validators.iter().map(|v| v.label.as_str()).collect();
+    assert_eq!(labels, ["pii", "pii#2", "length"]);
     assert!(report.samples[0].keep && report.samples[1].keep);
     let dropped = report.samples[2].dropped_by.as_ref().expect("dropped");
     assert_eq!(dropped.validator, "length");

@@ -58,6 +58,18 @@ impl ApiError {
         }
     }
 
+    /// 413: the request is more than a limit allows.
+    pub fn too_large(message: impl Into<String>) -> Self {
+        ApiError {
+            code: Some("payload_too_large"),
+            ..Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                message,
+            )
+        }
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", message)
     }

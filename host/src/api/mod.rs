@@ -39,6 +39,8 @@ pub struct AppState {
     pub tokenizers: Arc<TokenizerPool>,
     /// The validators `/v1/validate` runs.
     pub validators: Arc<Catalog>,
+    /// Validation runs at once; more wait for a slot.
+    pub validation_slots: tokio::sync::Semaphore,
     pub metrics: Arc<Metrics>,
     /// The name `/v1/models` lists (requests may also say `default`).
     pub model_id: String,

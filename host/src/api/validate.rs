@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::error::ApiError;
 use super::params::Body;
+use crate::plugins::TrapKind;
 use crate::plugins::validator::Sample;
 use crate::validation::{Step, ValidationError, validate as run};
 
@@ -36,6 +37,13 @@ pub async fn validate(
         body.take::<Vec<Value>>("references")?,
     )?;
     let steps = steps(body.require("validators")?)?;
+    // Runs beyond the limit wait here: each holds plugin instances (up to their memory caps)
+    // and a blocking thread while it runs.
+    let _slot = state
+        .validation_slots
+        .acquire()
+        .await
+        .map_err(|_| ApiError::unavailable("the server is shutting down"))?;
     let catalog = Arc::clone(&state.validators);
     let report = tokio::task::spawn_blocking(move || run(&catalog, &steps, samples))
         .await
@@ -147,6 +155,17 @@ fn steps(items: Vec<Value>) -> Result<Vec<Step>, ApiError> {
 
 fn api_error(e: ValidationError) -> ApiError {
     let message = e.to_string();
+    if let Some(limit) = e.exceeded_limit() {
+        let limit = match limit {
+            TrapKind::OutOfMemory => "memory",
+            TrapKind::Fuel => "fuel",
+            _ => "time",
+        };
+        return ApiError::too_large(format!(
+            "{message} (the batch exceeded the validator's {limit} limit: send fewer or \
+             shorter samples per request)"
+        ));
+    }
     match &e {
         ValidationError::UnknownValidator { .. } | ValidationError::NotARewriter(_) => ApiError {
             code: Some("unknown_validator"),

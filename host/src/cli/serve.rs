@@ -19,6 +19,9 @@ use crate::plugins::{ModelAccess, PluginRuntime};
 use crate::text::TokenizerPool;
 use crate::validation::Catalog;
 
+/// `/v1/validate` runs at once: each may hold a blocking thread and plugin instances.
+const VALIDATION_SLOTS: usize = 4;
+
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     #[command(flatten)]
@@ -89,6 +92,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         engine: engine.handle(),
         tokenizers,
         validators: Arc::new(validators),
+        validation_slots: tokio::sync::Semaphore::new(VALIDATION_SLOTS),
         metrics: Metrics::new(),
         model_id,
         created: std::time::SystemTime::now()

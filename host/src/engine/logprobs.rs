@@ -2,19 +2,22 @@
 
 use super::request::TokenLogprob;
 
-/// `-log softmax(logits)[target]`, in f64.
-pub fn negative_log_likelihood(logits: &[f32], target: u32) -> f64 {
+/// `log Σ exp(logits)`, in f64 (shifted by the maximum, so it cannot overflow).
+fn log_partition(logits: &[f32]) -> f64 {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
     let sum: f64 = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
-    max + sum.ln() - logits[target as usize] as f64
+    max + sum.ln()
+}
+
+/// `-log softmax(logits)[target]`, in f64.
+pub fn negative_log_likelihood(logits: &[f32], target: u32) -> f64 {
+    log_partition(logits) - logits[target as usize] as f64
 }
 
 /// log softmax(logits)[id], and the `k` most likely (id, logprob) pairs, most likely first
 /// (ties broken by the smaller id, so the answer does not depend on the sort).
 pub fn token_logprob(logits: &[f32], id: u32, k: usize) -> TokenLogprob {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f64 = logits.iter().map(|&l| ((l - max) as f64).exp()).sum();
-    let log_z = max as f64 + sum.ln();
+    let log_z = log_partition(logits);
     let lp = |l: f32| (l as f64 - log_z) as f32;
     let mut top: Vec<(u32, f32)> = Vec::with_capacity(k + 1);
     if k > 0 {

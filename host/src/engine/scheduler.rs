@@ -6,9 +6,12 @@
 //!    client that has been served the fewest tokens (virtual-token-counter fairness), so no
 //!    caller can starve another by queueing many requests,
 //! 3. runs ONE forward step over every running sequence: one token for each decoding
-//!    sequence, plus prompt chunks for prefilling ones up to a per-step token budget (so a long
-//!    prompt never stalls the running decodes),
-//! 4. samples the sequences whose prompt is done and streams their tokens.
+//!    sequence, plus prompt chunks for prefilling ones (and tokens appended to plugin
+//!    sessions) up to a per-step token budget (so a long prompt or append never stalls the
+//!    running decodes),
+//! 4. samples the sequences whose prompt is done and streams their tokens; a session gets
+//!    the logits of its last position instead, and for a scored append the log-probability of
+//!    every appended token.
 //!
 //! Reproducibility: each sequence samples from its own counter-based random stream (seed,
 //! step, token), and every kernel computes a sequence's rows in an order that does not depend
@@ -111,7 +114,8 @@ pub(super) enum Sink {
     /// A generation request: sampled tokens stream out as events.
     Events(UnboundedSender<Event>),
     /// A plugin's model session ([`super::session`]): nothing is sampled; after each append
-    /// the logits of the last position go back to the session handle.
+    /// the logits of the last position go back to the session handle, with the appended
+    /// tokens' log-probabilities for a scored append.
     Session {
         id: u64,
         replies: UnboundedSender<SessionReply>,
@@ -602,6 +606,8 @@ impl Worker {
     /// Adds appended tokens to their session (gone already: the tokens are dropped, and the
     /// handle sees its reply channel closed).
     fn apply(&mut self, append: Append) {
+        // (A handle appends only after the reply to its previous append, so a session has
+        // nothing pending here: `score_from` below is the first appended position.)
         let session = self
             .running
             .iter_mut()
@@ -631,8 +637,9 @@ impl Worker {
 
     /// One forward step over all running sequences, then sampling.
     fn step(&mut self) {
-        // Decodes first: each needs one token and must never wait behind a prompt.
-        self.running.sort_by_key(|s| !s.decoding());
+        // Single tokens (decodes, a session's one-token appends) first: each must never wait
+        // behind a prompt or a long append, which take what budget is left.
+        self.running.sort_by_key(|s| s.pending() > 1);
         let mut budget = self.shared.config.step_tokens;
         let mut takes = Vec::with_capacity(self.running.len());
         for seq in &self.running {

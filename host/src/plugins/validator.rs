@@ -15,6 +15,9 @@ use bindings::exports::textnlp::plugin::validator as wit;
 pub use bindings::textnlp::plugin::types::{Metric, PluginInfo};
 pub use wit::{Report, Sample, SampleResult, Verdict};
 
+/// The optional export of rewriting validators (any 0.1.x: the lookup is semver-aware).
+const REWRITER: &str = "textnlp:plugin/rewriter@0.1.1";
+
 /// The validator world, whose components may also export `rewriter`.
 pub struct ValidatorWorld;
 
@@ -40,9 +43,12 @@ impl World for ValidatorWorld {
     fn pre(pre: InstancePre<PluginState>) -> wasmtime::Result<ValidatorPre> {
         Ok(ValidatorPre {
             validator: bindings::ValidatorPluginIndices::new(&pre)?,
-            // Optional: a component without the export (or with a mistyped one) is a plain
-            // validator.
-            rewriter: RewriterIndices::new(&pre).ok(),
+            // Optional: without the export it is a plain validator; with a mistyped one it
+            // does not load (it would otherwise lose its `redact` action silently).
+            rewriter: match pre.component().get_export_index(None, REWRITER) {
+                Some(_) => Some(RewriterIndices::new(&pre)?),
+                None => None,
+            },
             pre,
         })
     }

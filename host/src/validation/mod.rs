@@ -5,15 +5,17 @@
 //! does ([`Action`]): `drop` removes rejected samples from the kept set, `annotate` only
 //! reports, `redact` replaces each sample by the validator's rewrite (PII placeholders) and
 //! never drops. Every step scores every sample, dropped ones included, so each report is
-//! complete; a rewrite is what later steps see.
+//! complete; a rewrite is what later steps see. Steps are labelled by their validator's name,
+//! `name#2`, `name#3`, ... when a validator runs more than once, and per-sample results are
+//! keyed by label.
 
 pub mod catalog;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::plugins::PluginError;
 use crate::plugins::validator::{Metric, Sample};
+use crate::plugins::{PluginError, TrapKind};
 pub use catalog::Catalog;
 
 /// What can go wrong running validators.
@@ -34,6 +36,24 @@ pub enum ValidationError {
 }
 
 impl ValidationError {
+    /// The limit a validator's call ran into (memory, time, fuel): with a validator that works,
+    /// the batch was too large for it.
+    pub fn exceeded_limit(&self) -> Option<TrapKind> {
+        match self {
+            ValidationError::Plugin {
+                source: PluginError::Trap { kind, .. },
+                ..
+            } if matches!(
+                kind,
+                TrapKind::OutOfMemory | TrapKind::Timeout | TrapKind::Fuel
+            ) =>
+            {
+                Some(*kind)
+            }
+            _ => None,
+        }
+    }
+
     /// Whether the request, not the host, is at fault (bad settings or samples).
     pub fn is_caller_error(&self) -> bool {
         match self {
@@ -84,6 +104,8 @@ pub struct Report {
 /// What one validator found over the batch.
 #[derive(Clone, Debug, Serialize)]
 pub struct StepReport {
+    /// The key of this step's per-sample results: the name, `name#k` for its k-th run.
+    pub label: String,
     pub name: String,
     pub version: String,
     pub sha256: String,
@@ -107,7 +129,7 @@ pub struct SampleReport {
     /// The first `drop` step that rejected it, and why.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dropped_by: Option<DroppedBy>,
-    /// Per validator: its scores and verdict.
+    /// Per step label: its scores and verdict.
     pub results: Map<String, Value>,
 }
 
@@ -140,9 +162,14 @@ pub fn validate(
             results: Map::new(),
         })
         .collect();
-    let mut validators = Vec::with_capacity(steps.len());
+    let mut validators: Vec<StepReport> = Vec::with_capacity(steps.len());
     for step in steps {
-        validators.push(run_step(catalog, step, &mut samples, &mut reports)?);
+        let runs = validators.iter().filter(|v| v.name == step.name).count();
+        let label = match runs {
+            0 => step.name.clone(),
+            n => format!("{}#{}", step.name, n + 1),
+        };
+        validators.push(run_step(catalog, step, label, &mut samples, &mut reports)?);
     }
     let kept = reports.iter().filter(|r| r.keep).count();
     let summary = Summary {
@@ -161,6 +188,7 @@ pub fn validate(
 fn run_step(
     catalog: &Catalog,
     step: &Step,
+    label: String,
     samples: &mut [Sample],
     reports: &mut [SampleReport],
 ) -> Result<StepReport, ValidationError> {
@@ -186,7 +214,7 @@ fn run_step(
             if step.action == Action::Drop && sample.keep {
                 sample.keep = false;
                 sample.dropped_by = Some(DroppedBy {
-                    validator: step.name.clone(),
+                    validator: label.clone(),
                     reason: verdict.reason.clone().unwrap_or_default(),
                 });
             }
@@ -196,7 +224,7 @@ fn run_step(
             "keep": verdict.keep,
             "reason": verdict.reason,
         });
-        sample.results.insert(step.name.clone(), result);
+        sample.results.insert(label.clone(), result);
     }
     let mut rewritten = 0;
     if step.action == Action::Redact {
@@ -211,6 +239,7 @@ fn run_step(
         }
     }
     Ok(StepReport {
+        label,
         name: step.name.clone(),
         version: entry.manifest.version.clone(),
         sha256: entry.sha256.clone(),

@@ -8,7 +8,7 @@
 //!
 //! Each sample needs at least one reference. Its score `bleu` is sacreBLEU's `sentence_bleu`
 //! (effective order, same tokenizer and smoothing), and a sample outside the bounds is
-//! rejected ("bleu 12.34 below min 20"). The corpus metrics are `count` and, for a non-empty
+//! rejected ("bleu 12.3457 below min 20"). The corpus metrics are `count` and, for a non-empty
 //! batch, sacreBLEU's `corpus_score`: `bleu`, `bleu-bp`, `bleu-sys-len`, `bleu-ref-len`,
 //! `bleu-precision-{n}`, `bleu-correct-{n}`, `bleu-total-{n}`, and the score once more under
 //! the name `bleu|<signature>` (`bleu|nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0`)
@@ -20,7 +20,7 @@ use textnlp_metrics::bleu::{
     uniform_ref_count,
 };
 use textnlp_plugin_sdk::validator::{
-    Metric, Report, Sample, SampleResult, Validator, ValidatorError, Verdict,
+    Bounds, Metric, Report, Sample, SampleResult, Validator, ValidatorError, Verdict,
 };
 
 struct BleuValidator;
@@ -158,11 +158,9 @@ impl Settings {
         {
             return invalid(format!("smooth_value: {v} is negative"));
         }
-        if let (Some(min), Some(max)) = (s.min, s.max)
-            && max < min
-        {
-            return invalid(format!("max: {max} is below min {min}"));
-        }
+        s.bounds()
+            .check("min", "max")
+            .map_err(ValidatorError::InvalidConfig)?;
         Ok(s)
     }
 
@@ -186,18 +184,15 @@ impl Settings {
         }
     }
 
+    fn bounds(&self) -> Bounds {
+        Bounds {
+            min: self.min,
+            max: self.max,
+        }
+    }
+
     fn judge(&self, bleu: f64) -> Verdict {
-        if let Some(min) = self.min
-            && bleu < min
-        {
-            return Verdict::reject(format!("bleu {bleu:.2} below min {min}"));
-        }
-        if let Some(max) = self.max
-            && bleu > max
-        {
-            return Verdict::reject(format!("bleu {bleu:.2} above max {max}"));
-        }
-        Verdict::keep()
+        self.bounds().judge("bleu", bleu)
     }
 }
 
@@ -295,7 +290,7 @@ mod tests {
         assert_eq!(metric(&hello.scores, "bleu"), 42.88819424803536);
         assert_eq!(
             hello.verdict.reason.as_deref(),
-            Some("bleu 42.89 below min 45")
+            Some("bleu 42.8882 below min 45")
         );
         assert!(report.samples.iter().all(|r| r.scores.len() == 1));
     }
@@ -305,11 +300,11 @@ mod tests {
         let s = settings(r#"{"min": 20, "max": 90}"#);
         assert_eq!(
             s.judge(12.344).reason.as_deref(),
-            Some("bleu 12.34 below min 20")
+            Some("bleu 12.344 below min 20")
         );
         assert_eq!(
             s.judge(100.0).reason.as_deref(),
-            Some("bleu 100.00 above max 90")
+            Some("bleu 100 above max 90")
         );
         assert!(s.judge(20.0).keep && s.judge(90.0).keep);
     }

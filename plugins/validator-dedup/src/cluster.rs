@@ -2,7 +2,7 @@
 //! remaining texts by MinHash + LSH candidates, each verified by exact Jaccard before union-find
 //! merges it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::minhash::{Permutations, jaccard, shingles};
 use crate::normalize::{exact_key, simplify};
@@ -123,6 +123,20 @@ fn candidate_groups(shingle_sets: &[Vec<u64>], params: &NearParams) -> Vec<Vec<u
     groups
 }
 
+/// Jaccard checks per member of one LSH group. Similar texts that stay below the threshold
+/// (templated samples under a strict threshold) share LSH groups without ever merging: k of
+/// them in a group would cost k² checks and k² remembered rejections. With the cap a member is
+/// compared with the group's first clusters (by their first sample) until it has made this
+/// many checks, so a group costs at most k × `MAX_CHECKS`. The price: in a group holding more
+/// than `MAX_CHECKS` distinct clusters (templated samples just below the threshold), a near
+/// duplicate whose partner is not among those checked is found only if the pair meets in a
+/// smaller group in another band, which is likely but not guaranteed.
+const MAX_CHECKS: usize = 32;
+
+/// The most rejected pairs remembered (about 5 MiB): past it a rejection is recomputed if the
+/// pair meets again in another band, which `MAX_CHECKS` bounds.
+const MAX_REJECTED: usize = 1 << 18;
+
 /// Verifies candidate pairs and merges those at or above the threshold.
 struct NearSearch<'a> {
     sets: &'a mut UnionFind,
@@ -139,46 +153,41 @@ impl NearSearch<'_> {
     /// compared with the group's earlier members one cluster at a time, and stops at the first
     /// member of a cluster that verifies: a group of k near copies costs k comparisons, not k².
     fn resolve(&mut self, group: &[usize]) {
-        // Earlier members, partitioned by cluster.
-        let mut parts: Vec<Vec<usize>> = Vec::new();
+        // Earlier members, partitioned by cluster and keyed by the cluster's root. Only the
+        // unions below change roots, and they re-key the parts they merge, so finding a
+        // member's part is a lookup rather than a scan of all the parts.
+        let mut parts: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
         for &j in group {
-            for part in &parts {
-                if self.sets.find(part[0]) == self.sets.find(j) {
+            let root = self.sets.find(j);
+            let mut joined = Vec::new();
+            let mut checks = 0;
+            'parts: for (&r, part) in &parts {
+                if r == root {
                     continue;
                 }
-                if let Some(&m) = part.iter().find(|&&m| self.verify(m, j)) {
-                    self.sets.union(m, j);
+                for &m in part {
+                    if checks == MAX_CHECKS {
+                        break 'parts;
+                    }
+                    checks += 1;
+                    if self.verify(m, j) {
+                        joined.push((r, m));
+                        break;
+                    }
                 }
             }
-            self.file(&mut parts, j);
-        }
-    }
-
-    /// Adds `j` to the part of its cluster, merging the parts that `j` has just joined.
-    fn file(&mut self, parts: &mut Vec<Vec<usize>>, j: usize) {
-        let root = self.sets.find(j);
-        let mut home: Option<usize> = None;
-        let mut k = 0;
-        while k < parts.len() {
-            if self.sets.find(parts[k][0]) != root {
-                k += 1;
-                continue;
-            }
-            match home {
-                None => {
-                    home = Some(k);
-                    k += 1;
+            let mut members = parts.remove(&root).unwrap_or_default();
+            for (r, m) in joined {
+                self.sets.union(m, j);
+                let mut other = parts.remove(&r).unwrap_or_default();
+                // Append the smaller part to the larger.
+                if other.len() > members.len() {
+                    std::mem::swap(&mut members, &mut other);
                 }
-                // `h < k`, so the swap cannot move the home part.
-                Some(h) => {
-                    let moved = parts.swap_remove(k);
-                    parts[h].extend(moved);
-                }
+                members.extend(other);
             }
-        }
-        match home {
-            Some(h) => parts[h].push(j),
-            None => parts.push(vec![j]),
+            members.push(j);
+            parts.insert(self.sets.find(j), members);
         }
     }
 
@@ -189,7 +198,9 @@ impl NearSearch<'_> {
         }
         let similarity = jaccard(&self.shingles[a], &self.shingles[b]);
         if similarity < self.threshold {
-            self.rejected.insert((a, b));
+            if self.rejected.len() < MAX_REJECTED {
+                self.rejected.insert((a, b));
+            }
             return false;
         }
         for (me, other) in [(a, b), (b, a)] {
@@ -281,6 +292,52 @@ mod tests {
         }
         let exact_only = cluster(&texts, None);
         assert_eq!(exact_only.cluster, [0, 1, 0, 3]);
+    }
+
+    #[test]
+    fn similar_samples_below_the_threshold_stay_cheap() {
+        // 3,000 samples of one 200-word template, one inner word replaced in each: pairwise Jaccard
+        // about 0.9, so LSH groups them by the thousand, and a strict threshold merges none.
+        // Every group used to cost k² checks and remember k² rejected pairs. (Two samples that
+        // replace the same position have a Jaccard of 0.95, under the threshold too.)
+        // Digits shingle as "0": spell numbers in letters.
+        let letters = |mut n: usize| {
+            let mut word = String::from("w");
+            loop {
+                word.push(char::from(b'a' + (n % 26) as u8));
+                n /= 26;
+                if n == 0 {
+                    return word;
+                }
+            }
+        };
+        let template: Vec<String> = (0..200).map(letters).collect();
+        let mut texts: Vec<String> = (0..3_000)
+            .map(|s| {
+                let mut words = template.clone();
+                words[10 + (s * 7919) % 180] = format!("u{}", letters(s));
+                words.join(" ")
+            })
+            .collect();
+        // A true near duplicate (same words, other punctuation) of the first sample.
+        texts.push(format!("{}!", texts[0].replacen(' ', ", ", 3)));
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let params = NearParams {
+            threshold: 0.96,
+            ..defaults()
+        };
+        let out = cluster(&refs, Some(&params));
+        let last = texts.len() - 1;
+        let merged: Vec<usize> = (0..last).filter(|&i| out.cluster[i] != i).collect();
+        assert!(merged.is_empty(), "{} false merges", merged.len());
+        assert_eq!(out.cluster[last], 0);
+        assert_eq!(
+            out.role[last],
+            Role::Near {
+                partner: 0,
+                jaccard: 1.0
+            }
+        );
     }
 
     #[test]

@@ -8,8 +8,8 @@
 //! reaches `threshold`, so a cluster never holds a pair that LSH matched by chance. Verified
 //! pairs are merged with union-find.
 //!
-//! Settings: `threshold` (0.8), `shingle_size` (5), `buckets` (14), `hashes_per_bucket` (8),
-//! `seed` (1), `exact_only` (false).
+//! Settings: `threshold` (0.8), `shingle_size` (5, at most 64), `buckets` (14),
+//! `hashes_per_bucket` (8; at most 1024 hashes in all), `seed` (1), `exact_only` (false).
 //!
 //! Each sample scores `cluster` (index of the first sample of its cluster, which is kept),
 //! `exact-duplicate` and `near-duplicate` (0 or 1), and `max-jaccard` (highest verified Jaccard
@@ -44,6 +44,11 @@ impl Validator for Dedup {
 /// The most MinHash values per signature: 14 × 8 = 112 by default; the cap keeps a typo from
 /// costing minutes.
 const MAX_HASHES: usize = 1024;
+
+/// The most words per shingle (5 by default): each window joins and hashes `shingle_size`
+/// words, so the shingling costs O(words × shingle_size) and an unbounded size is quadratic
+/// in the text's length.
+const MAX_SHINGLE_SIZE: usize = 64;
 
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -93,6 +98,12 @@ impl Settings {
             if value == 0 {
                 return Err(format!("{name}: must be at least 1"));
             }
+        }
+        if self.shingle_size > MAX_SHINGLE_SIZE {
+            return Err(format!(
+                "shingle_size: {} exceeds {MAX_SHINGLE_SIZE} words",
+                self.shingle_size
+            ));
         }
         if self.buckets.saturating_mul(self.hashes_per_bucket) > MAX_HASHES {
             return Err(format!(

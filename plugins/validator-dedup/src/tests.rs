@@ -28,6 +28,8 @@ fn bad_settings_name_the_setting() {
     assert!(err(r#"{"threshold": 1.5}"#).starts_with("threshold: "));
     assert!(err(r#"{"threshold": "high"}"#).starts_with("threshold: "));
     assert!(err(r#"{"shingle_size": 0}"#).starts_with("shingle_size: "));
+    assert!(err(r#"{"shingle_size": 65}"#).starts_with("shingle_size: "));
+    assert_eq!(settings(r#"{"shingle_size": 64}"#).shingle_size, 64);
     assert!(err(r#"{"buckets": 0}"#).starts_with("buckets: "));
     assert!(err(r#"{"hashes_per_bucket": 0}"#).starts_with("hashes_per_bucket: "));
     assert!(err(r#"{"buckets": 100, "hashes_per_bucket": 100}"#).starts_with("buckets: "));

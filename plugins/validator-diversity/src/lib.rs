@@ -19,7 +19,7 @@ use textnlp_metrics::distinct::{distinct, sentence_distinct};
 use textnlp_metrics::nltk_bleu::{SelfBleu, self_bleu};
 use textnlp_metrics::text::{CorpusNgrams, py_rstrip, py_split};
 use textnlp_plugin_sdk::validator::{
-    Metric, Report, Sample, SampleResult, Validator, ValidatorError, Verdict,
+    Bounds, Metric, Report, Sample, SampleResult, Validator, ValidatorError, Verdict,
 };
 
 struct Diversity;
@@ -101,14 +101,13 @@ fn report<T: AsRef<str>>(settings: &Settings, sentences: &[Vec<T>]) -> Report {
                     scores.push(Metric::new(format!("self-bleu-{n}"), value));
                 }
             }
-            let verdict = match (settings.max_self_bleu, top) {
-                (Some(max), Some((n, sb))) => match sb.per_sentence.get(s) {
-                    Some(&value) if value > max => {
-                        Verdict::reject(format!("self-bleu-{n} {value:.4} above max {max}"))
-                    }
-                    _ => Verdict::keep(),
-                },
-                _ => Verdict::keep(),
+            let bounds = Bounds {
+                min: None,
+                max: settings.max_self_bleu,
+            };
+            let verdict = match top.and_then(|(n, sb)| Some((n, *sb.per_sentence.get(s)?))) {
+                Some((n, value)) => bounds.judge(&format!("self-bleu-{n}"), value),
+                None => Verdict::keep(),
             };
             SampleResult { scores, verdict }
         })
@@ -232,6 +231,11 @@ impl Settings {
             return invalid(format!(
                 "self_bleu_sample_size: {k} is below 2 (Self-BLEU compares samples with each other)"
             ));
+        }
+        if let Some(max) = s.max_self_bleu
+            && !(0.0..=1.0).contains(&max)
+        {
+            return invalid(format!("max_self_bleu: {max} is outside 0..=1"));
         }
         if s.max_self_bleu.is_some() && s.self_bleu.is_empty() {
             return invalid("max_self_bleu: needs a Self-BLEU order in self_bleu".into());

@@ -7,8 +7,11 @@
 //! has no context and is not scored (as llama.cpp's perplexity leaves unscored the tokens
 //! it uses as context).
 //!
-//! Settings: `{"max": x, "min": y}`, both optional. Per sample: `perplexity`, `nll` (mean
-//! negative log-likelihood in nats per token) and `tokens` (scored tokens). A sample with
+//! Settings: `{"max": x, "min": y}`, both optional (a perplexity is at least 1). Per sample:
+//! `perplexity`, `nll` (mean negative log-likelihood in nats per scored token) and `tokens`
+//! (the sample's tokens, all but the first of them scored). The host's tokenizer parses
+//! special-token strings, so a sample holding `<|im_start|>` is scored with that control
+//! token. A sample with
 //! fewer than two tokens cannot be scored and is kept with `tokens` only; one longer than the
 //! model's context is dropped with a reason that says so (never scored on a silently cut
 //! prefix). Corpus: `count`, `scored-tokens`, and for a batch with any scored sample
@@ -18,7 +21,7 @@
 use serde::Deserialize;
 use textnlp_plugin_sdk::model::{self, Session};
 use textnlp_plugin_sdk::validator::{
-    Metric, Report, Sample, SampleResult, Validator, ValidatorError, Verdict,
+    Bounds, Metric, Report, Sample, SampleResult, Validator, ValidatorError, Verdict,
 };
 
 struct Perplexity;
@@ -55,10 +58,16 @@ enum SampleScore {
 impl SampleScore {
     fn perplexity(&self) -> Option<f64> {
         match *self {
-            SampleScore::Scored { nll, tokens } => Some((nll / tokens as f64).exp()),
+            SampleScore::Scored { nll, tokens } => Some(perplexity(nll, tokens)),
             _ => None,
         }
     }
+}
+
+/// `exp` of the mean NLL, saturated: text the model finds hopeless (a mean NLL above ~709
+/// nats) still gets a finite, maximal perplexity, where `inf` would void the whole report.
+fn perplexity(nll: f64, tokens: usize) -> f64 {
+    (nll / tokens as f64).exp().min(f64::MAX)
 }
 
 fn score_text(text: &str, context: usize) -> Result<SampleScore, ValidatorError> {
@@ -111,17 +120,26 @@ impl Settings {
     fn parse(json: &str) -> Result<Settings, ValidatorError> {
         let s: Settings =
             textnlp_plugin_sdk::config::parse(json).map_err(ValidatorError::InvalidConfig)?;
-        let bad =
-            |key: &str, why: String| Err(ValidatorError::InvalidConfig(format!("{key}: {why}")));
-        match (s.min, s.max) {
-            (_, Some(max)) if !(max.is_finite() && max > 0.0) => {
-                bad("max", format!("{max} is not a positive number"))
+        // A perplexity is at least 1: a bound below it is a mistake (a probability, a log).
+        for (key, bound) in [("min", s.min), ("max", s.max)] {
+            if let Some(b) = bound
+                && b < 1.0
+            {
+                return Err(ValidatorError::InvalidConfig(format!(
+                    "{key}: {b} is below 1, the lowest perplexity"
+                )));
             }
-            (Some(min), _) if !(min.is_finite() && min >= 0.0) => {
-                bad("min", format!("{min} is not a non-negative number"))
-            }
-            (Some(min), Some(max)) if max < min => bad("max", format!("{max} is below min {min}")),
-            _ => Ok(s),
+        }
+        s.bounds()
+            .check("min", "max")
+            .map_err(ValidatorError::InvalidConfig)?;
+        Ok(s)
+    }
+
+    fn bounds(&self) -> Bounds {
+        Bounds {
+            min: self.min,
+            max: self.max,
         }
     }
 
@@ -130,15 +148,8 @@ impl Settings {
             (SampleScore::TooLong { tokens, context }, _) => Verdict::reject(format!(
                 "longer than the model's context ({tokens} > {context} tokens)"
             )),
-            (_, Some(ppl)) if self.max.is_some_and(|max| ppl > max) => Verdict::reject(format!(
-                "perplexity {ppl:.2} above max {}",
-                self.max.unwrap_or_default()
-            )),
-            (_, Some(ppl)) if self.min.is_some_and(|min| ppl < min) => Verdict::reject(format!(
-                "perplexity {ppl:.2} below min {}",
-                self.min.unwrap_or_default()
-            )),
-            _ => Verdict::keep(),
+            (_, Some(ppl)) => self.bounds().judge("perplexity", ppl),
+            (_, None) => Verdict::keep(),
         };
         SampleResult {
             scores: sample_metrics(score),
@@ -150,9 +161,10 @@ impl Settings {
 fn sample_metrics(score: &SampleScore) -> Vec<Metric> {
     match *score {
         SampleScore::Scored { nll, tokens } => vec![
-            Metric::new("perplexity", (nll / tokens as f64).exp()),
+            Metric::new("perplexity", perplexity(nll, tokens)),
             Metric::new("nll", nll / tokens as f64),
-            Metric::new("tokens", tokens as f64),
+            // The first token is context, not scored.
+            Metric::new("tokens", (tokens + 1) as f64),
         ],
         SampleScore::TooShort { tokens } | SampleScore::TooLong { tokens, .. } => {
             vec![Metric::new("tokens", tokens as f64)]
@@ -166,7 +178,7 @@ fn corpus_metrics(scores: &[SampleScore]) -> Vec<Metric> {
         if let SampleScore::Scored { nll: n, tokens: t } = *score {
             nll += n;
             tokens += t;
-            ppl_sum += (n / t as f64).exp();
+            ppl_sum += perplexity(n, t);
             scored += 1;
         }
     }
@@ -175,7 +187,7 @@ fn corpus_metrics(scores: &[SampleScore]) -> Vec<Metric> {
         Metric::new("scored-tokens", tokens as f64),
     ];
     if scored > 0 {
-        metrics.push(Metric::new("perplexity", (nll / tokens as f64).exp()));
+        metrics.push(Metric::new("perplexity", perplexity(nll, tokens)));
         metrics.push(Metric::new("mean-perplexity", ppl_sum / scored as f64));
     }
     metrics
@@ -195,11 +207,11 @@ mod tests {
         let reason = |score| s.judge(&score).verdict.reason;
         assert_eq!(
             reason(scored(0.5 * 10.0, 10)),
-            Some("perplexity 1.65 below min 2".into())
+            Some("perplexity 1.6487 below min 2".into())
         );
         assert_eq!(
             reason(scored(4.0 * 3.0, 3)),
-            Some("perplexity 54.60 above max 50".into())
+            Some("perplexity 54.5982 above max 50".into())
         );
         assert_eq!(reason(scored(2.0 * 3.0, 3)), None);
         assert_eq!(reason(SampleScore::TooShort { tokens: 1 }), None);
@@ -213,13 +225,24 @@ mod tests {
     }
 
     #[test]
+    fn a_hopeless_sample_gets_a_finite_perplexity() {
+        let ppl = scored(800.0 * 3.0, 3).perplexity().unwrap();
+        assert_eq!(ppl, f64::MAX);
+        assert!(
+            corpus_metrics(&[scored(800.0, 1)])
+                .iter()
+                .all(|m| m.value.is_finite())
+        );
+    }
+
+    #[test]
     fn bad_settings_name_the_setting() {
         let err = |json| match Settings::parse(json) {
             Err(ValidatorError::InvalidConfig(m)) => m,
             other => panic!("{other:?}"),
         };
         assert!(err(r#"{"max": 0}"#).starts_with("max: "));
-        assert!(err(r#"{"min": -1}"#).starts_with("min: "));
+        assert!(err(r#"{"min": 0.5}"#).starts_with("min: "));
         assert!(err(r#"{"min": 5, "max": 2}"#).starts_with("max: "));
         assert!(err(r#"{"limit": 2}"#).contains("limit"));
     }

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use textnlp_metrics::rouge::{self, RougeScorer, RougeType, Score};
 use textnlp_plugin_sdk::validator::{
-    Metric, Report, Sample, SampleResult, Validator, ValidatorError, Verdict,
+    Bounds, Metric, Report, Sample, SampleResult, Validator, ValidatorError, Verdict,
 };
 
 struct Rouge;
@@ -59,7 +59,7 @@ struct Settings {
     types: Vec<RougeType>,
     use_stemmer: bool,
     /// Per type, in `types` order: the lowest and highest F kept.
-    bounds: Vec<(Option<f64>, Option<f64>)>,
+    bounds: Vec<Bounds>,
 }
 
 impl Settings {
@@ -96,13 +96,16 @@ impl Settings {
         }
         let min = bounds("min_f", raw.min_f, &types)?;
         let max = bounds("max_f", raw.max_f, &types)?;
-        let bounds: Vec<(Option<f64>, Option<f64>)> = min.into_iter().zip(max).collect();
+        let bounds: Vec<Bounds> = min
+            .into_iter()
+            .zip(max)
+            .map(|(min, max)| Bounds { min, max })
+            .collect();
         for (rouge_type, bound) in types.iter().zip(&bounds) {
-            if let (Some(min), Some(max)) = bound
-                && max < min
-            {
-                return Err(format!("max_f.{rouge_type}: {max} is below min_f {min}"));
-            }
+            bound.check(
+                &format!("min_f.{rouge_type}"),
+                &format!("max_f.{rouge_type}"),
+            )?;
         }
         Ok(Settings {
             types,
@@ -164,20 +167,15 @@ impl Settings {
 
     /// The first failed bound, in `rouge_types` order, rejects the sample.
     fn judge(&self, scores: &[Score]) -> Verdict {
-        for ((rouge_type, &(min, max)), score) in self.types.iter().zip(&self.bounds).zip(scores) {
-            let f = score.fmeasure;
-            if let Some(min) = min
-                && f < min
-            {
-                return Verdict::reject(format!("{rouge_type} F {} below min {min}", show(f, min)));
-            }
-            if let Some(max) = max
-                && f > max
-            {
-                return Verdict::reject(format!("{rouge_type} F {} above max {max}", show(f, max)));
-            }
-        }
-        Verdict::keep()
+        self.types
+            .iter()
+            .zip(&self.bounds)
+            .zip(scores)
+            .map(|((rouge_type, bounds), score)| {
+                bounds.judge(&format!("{rouge_type} F"), score.fmeasure)
+            })
+            .find(|verdict| !verdict.keep)
+            .unwrap_or_else(Verdict::keep)
     }
 }
 
@@ -202,18 +200,6 @@ fn bounds(
         bounds[i] = Some(bound);
     }
     Ok(bounds)
-}
-
-/// `f` for a reason: four decimals at most ("0.82"), or in full where rounding would make it
-/// look equal to the `bound` it failed.
-fn show(f: f64, bound: f64) -> String {
-    let short = format!("{f:.4}");
-    let short = short.trim_end_matches('0').trim_end_matches('.');
-    if short.parse::<f64>() == Ok(bound) {
-        f.to_string()
-    } else {
-        short.to_owned()
-    }
 }
 
 #[cfg(test)]
@@ -257,9 +243,9 @@ mod tests {
         let s = settings("{}");
         assert_eq!(s.types, RougeType::DEFAULT);
         assert!(!s.use_stemmer);
-        assert!(s.bounds.iter().all(|b| *b == (None, None)));
+        assert!(s.bounds.iter().all(|b| *b == Bounds::default()));
         let s = settings(r#"{"min_f": null, "max_f": {}}"#);
-        assert!(s.bounds.iter().all(|b| *b == (None, None)));
+        assert!(s.bounds.iter().all(|b| *b == Bounds::default()));
     }
 
     #[test]
@@ -344,7 +330,6 @@ mod tests {
                 None,
             ]
         );
-        assert_eq!(show(0.70000001, 0.7), "0.70000001");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! sacreBLEU 2.6.0 BLEU (`sacrebleu.metrics.BLEU`), digit for digit.
+//! sacreBLEU 2.6.0 BLEU (`sacrebleu.metrics.BLEU`), digit for digit natively (glibc `exp`/`ln`);
+//! under WebAssembly the maths library may round differently in the last place.
 //!
 //! Corpus BLEU sums each segment's statistics ([`BleuStats`]) and scores the sum with
 //! [`compute_bleu`]; sentence BLEU scores one segment's statistics. Differences from the Python

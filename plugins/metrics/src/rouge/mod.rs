@@ -19,7 +19,8 @@ use std::str::FromStr;
 
 use crate::porter::PorterStemmer;
 use lcs::Lcs;
-use tokens::{FxHashMap, Piece, Tokens, Vocabulary};
+use rustc_hash::FxHashMap;
+use tokens::{Piece, Tokens, Vocabulary};
 
 /// One kind of ROUGE score.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

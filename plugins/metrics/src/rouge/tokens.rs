@@ -1,8 +1,7 @@
 //! rouge-score's tokenizer (`tokenize.tokenize`) in one pass, and the vocabulary that turns
 //! tokens into integer ids so the scorers compare `u32`s instead of strings.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use rustc_hash::FxHashMap;
 
 use crate::porter::PorterStemmer;
 
@@ -150,61 +149,4 @@ fn intern(forms: &mut FxHashMap<Box<str>, u32>, form: &str) -> u32 {
     let id = forms.len() as u32;
     forms.insert(form.into(), id);
     id
-}
-
-/// A `HashMap` with [`FxHasher`].
-pub(crate) type FxHashMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
-
-/// The Firefox/rustc hash: a rotate, xor and multiply per word. Not DoS-resistant, which is
-/// fine for one batch's tokens and far faster than SipHash on short keys.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct FxHasher {
-    hash: u64,
-}
-
-const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-
-impl FxHasher {
-    fn add(&mut self, word: u64) {
-        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(SEED);
-    }
-}
-
-impl Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let mut word = [0; 8];
-            word.copy_from_slice(chunk);
-            self.add(u64::from_le_bytes(word));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut word = [0; 8];
-            word[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(word));
-        }
-    }
-
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-
-    fn write_u32(&mut self, i: u32) {
-        self.add(u64::from(i));
-    }
-
-    fn write_u64(&mut self, i: u64) {
-        self.add(i);
-    }
-
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        // The multiply mixes upwards only; hash tables index by the low bits, so bring the
-        // well-mixed high bits down (as rustc-hash 2 does).
-        self.hash.rotate_left(26)
-    }
 }

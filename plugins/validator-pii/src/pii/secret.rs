@@ -160,9 +160,17 @@ fn prefixed(bytes: &[u8]) -> Vec<(usize, usize)> {
                 }
                 body_start += 2;
             }
+            // Scan at most `max + 1` body bytes: that is enough to tell a run is too long, and
+            // keeps hostile input ("sk-sk-sk-...", where `-` is a body byte) linear instead of
+            // scanning to the end of the text from every occurrence of the prefix.
+            let limit = bytes.len().min(body_start + kind.max + 1);
             let mut end = body_start;
-            while end < bytes.len() && (kind.body)(bytes[end]) {
+            while end < limit && (kind.body)(bytes[end]) {
                 end += 1;
+            }
+            // The run goes on past the limit: too long for this kind, whatever dots end it.
+            if end == limit && bytes.get(end).is_some_and(|&b| (kind.body)(b)) {
+                continue;
             }
             // A sentence may end right after a dotted token.
             while end > body_start && bytes[end - 1] == b'.' {
@@ -186,28 +194,34 @@ fn prefixed(bytes: &[u8]) -> Vec<(usize, usize)> {
 /// the end of the text when it is cut off).
 fn private_keys(bytes: &[u8]) -> Vec<(usize, usize)> {
     const END_MARK: &[u8] = b"PRIVATE KEY-----";
+    // The longest real header, "-----BEGIN ENCRYPTED PRIVATE KEY-----", is 37 bytes. Looking
+    // for its mark in a bounded window (not up to the next newline) keeps hostile input such as
+    // "-----BEGIN -----BEGIN ..." without a newline linear.
+    const MAX_HEADER: usize = 100;
     let mut spans = Vec::new();
     let mut from = 0;
     for start in find_all(bytes, b"-----BEGIN ") {
         if start < from {
             continue;
         }
-        let line_end = bytes[start..]
+        let window = &bytes[start..bytes.len().min(start + MAX_HEADER)];
+        let window = window
             .iter()
             .position(|&b| b == b'\n')
-            .map_or(bytes.len(), |p| start + p);
-        if !bytes[start..line_end]
-            .windows(END_MARK.len())
-            .any(|w| w == END_MARK)
-        {
+            .map_or(window, |p| &window[..p]);
+        let Some(mark) = find_all(window, END_MARK).next() else {
             continue;
-        }
-        let end = find_all(&bytes[line_end..], b"-----END ")
-            .map(|p| line_end + p)
-            .find_map(|p| {
-                let tail = &bytes[p..];
-                let close = tail.windows(END_MARK.len()).position(|w| w == END_MARK)?;
-                Some(p + close + END_MARK.len())
+        };
+        let header_end = start + mark + END_MARK.len();
+        // The block ends at the first mark after the first END line (one pass over the text: a
+        // mark after a later END line is also after the first one).
+        let end = find_all(&bytes[header_end..], b"-----END ")
+            .next()
+            .and_then(|p| {
+                let p = header_end + p;
+                find_all(&bytes[p..], END_MARK)
+                    .next()
+                    .map(|close| p + close + END_MARK.len())
             })
             .unwrap_or(bytes.len());
         spans.push((start, end));
@@ -232,18 +246,25 @@ fn assigned(bytes: &[u8]) -> Vec<(usize, usize)> {
             name_end += 1;
         }
         let name = String::from_utf8_lossy(&bytes[i..name_end]).to_ascii_lowercase();
-        if KEY_NAMES.iter().any(|k| name.ends_with(k))
-            && let Some(span) = value_after(bytes, name_end)
-        {
-            spans.push(span);
-        }
         i = name_end;
+        if KEY_NAMES.iter().any(|k| name.ends_with(k))
+            && let Some((value_end, span)) = value_after(bytes, name_end)
+        {
+            spans.extend(span);
+            // Resume after the value: names inside it ("token=token=token=...", where `=` is a
+            // value byte) would each rescan the rest of it, quadratic on hostile input.
+            i = value_end;
+        }
     }
     spans
 }
 
-/// The span of a random-looking value assigned right after a name ending at `i`.
-fn value_after(bytes: &[u8], mut i: usize) -> Option<(usize, usize)> {
+/// Values longer than this are not keys (and are not checked for entropy).
+const MAX_VALUE: usize = 4096;
+
+/// The value assigned right after a name ending at `i`, if any: where its run of value bytes
+/// ends, and its span when it is random-looking.
+fn value_after(bytes: &[u8], mut i: usize) -> Option<(usize, Option<(usize, usize)>)> {
     let skip = |i: &mut usize, set: &[u8]| {
         while bytes.get(*i).is_some_and(|b| set.contains(b)) {
             *i += 1;
@@ -261,14 +282,72 @@ fn value_after(bytes: &[u8], mut i: usize) -> Option<(usize, usize)> {
     while bytes.get(i).is_some_and(|&b| is_value(b)) {
         i += 1;
     }
+    let run_end = i;
     // Trailing sentence punctuation is not part of the value.
     while i > start && bytes[i - 1] == b'.' {
         i -= 1;
     }
     let value = &bytes[start..i];
-    let random = value.len() >= 16
+    let random = (16..=MAX_VALUE).contains(&value.len())
         && value.iter().any(u8::is_ascii_digit)
         && value.iter().any(u8::is_ascii_alphabetic)
         && entropy(value) >= 3.0;
-    random.then_some((start, i))
+    Some((run_end, random.then_some((start, i))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// About 200 KB of `unit`, repeated.
+    fn hostile(unit: &str) -> String {
+        unit.repeat(200_000 / unit.len())
+    }
+
+    fn found(text: &str) -> Vec<&str> {
+        find(text).into_iter().map(|(s, e)| &text[s..e]).collect()
+    }
+
+    #[test]
+    fn prefixed_tokens_are_bounded_by_their_kind() {
+        let body = "a1".repeat(100);
+        let exact = format!("sk-{body}");
+        assert_eq!(found(&exact), [exact.as_str()]);
+        // One byte too many: not a key, however it ends.
+        assert!(found(&format!("sk-{body}b")).is_empty());
+        assert!(found(&format!("sk-{body}b...")).is_empty());
+    }
+
+    #[test]
+    fn repeated_prefixes_stay_linear() {
+        // Every "sk-" used to scan to the end of the text.
+        let key = "sk-proj-abc123DEF456ghi789JKL012mno345";
+        let text = format!("{} {key}", hostile("sk-"));
+        assert_eq!(found(&text), [key]);
+    }
+
+    #[test]
+    fn repeated_key_headers_stay_linear() {
+        // Without a newline every "-----BEGIN " used to scan its "line" to the end of the text.
+        let pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA1b2c3d4\n-----END RSA PRIVATE KEY-----";
+        let text = format!("{}\n{pem}", hostile("-----BEGIN "));
+        assert_eq!(found(&text), [pem]);
+        // Many END lines without a closing mark: the block runs to the end of the text.
+        let cut = format!("-----BEGIN PRIVATE KEY-----\n{}", hostile("-----END "));
+        assert_eq!(found(&cut), [cut.as_str()]);
+        // A key pasted on one line (newlines escaped) ends at its END line.
+        let inline = r"-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBg\n-----END PRIVATE KEY-----";
+        assert_eq!(found(&format!("{inline} tail")), [inline]);
+    }
+
+    #[test]
+    fn repeated_assignments_stay_linear() {
+        // `=` is a value byte: every "token" used to scan the rest of the text as its value.
+        let value = "9f8e7d6c5b4a39281706f5e4d3c2b1a0";
+        let text = format!("{} api_key={value}", hostile("token="));
+        assert_eq!(found(&text), [value]);
+        // A value over the cap is not a key.
+        let long = "a1b2c3d4".repeat(MAX_VALUE / 8 + 1);
+        assert!(found(&format!("token={long}")).is_empty());
+    }
 }
