@@ -90,10 +90,11 @@ pub fn run(args: ValidateArgs) -> Result<()> {
     } else {
         None
     };
-    let report = validate(&catalog, &steps, samples)?;
+    let report = validate(&catalog, &steps, samples);
     if let Some(engine) = engine {
         engine.shutdown(Duration::ZERO);
     }
+    let report = report?;
 
     if let Some(path) = &args.report {
         write_json(path, &report)?;
