@@ -35,8 +35,13 @@ pub fn bounded(plugin: &str, what: &str, text: &str, max: usize) -> Result<(), P
     Ok(())
 }
 
-/// Metrics have short names and finite values, and there are not too many.
-pub fn metrics(plugin: &str, what: &str, metrics: &[Metric]) -> Result<(), PluginError> {
+/// Metrics have short names and finite values, and there are not too many. `what` names the
+/// list in errors; it is formatted only then (this runs for every sample of a batch).
+pub fn metrics(
+    plugin: &str,
+    what: impl std::fmt::Display,
+    metrics: &[Metric],
+) -> Result<(), PluginError> {
     if metrics.len() > MAX_METRICS {
         return Err(invalid(
             plugin,

@@ -187,7 +187,7 @@ fn check_report(plugin: &str, samples: usize, report: &Report) -> Result<(), Plu
     }
     contract::metrics(plugin, "corpus", &report.corpus)?;
     for (i, result) in report.samples.iter().enumerate() {
-        contract::metrics(plugin, &format!("sample {i}"), &result.scores)?;
+        contract::metrics(plugin, format_args!("sample {i}"), &result.scores)?;
         if let Some(reason) = &result.verdict.reason {
             contract::bounded(plugin, "a verdict reason", reason, MAX_SHORT_TEXT)?;
         }

@@ -100,23 +100,116 @@ fn slot_of(hash: u64, bits: u32) -> usize {
     (hash.wrapping_mul(GOLDEN) >> (64 - bits)) as usize
 }
 
+/// A slot of a [`StampedTable`]: what it holds, its hash, and the generation it was written in
+/// (a slot stamped with an older generation is free).
+trait Slot: Copy + Default {
+    fn hash(&self) -> u64;
+    fn stamp(&self) -> u32;
+    fn set_stamp(&mut self, stamp: u32);
+}
+
+/// The open-addressing table under [`IdMap`] and [`TokenMap`]: linear probing, a load factor
+/// of at most 1/2, and O(1) `clear` by bumping the generation instead of wiping the slots, so
+/// one table is reused for every segment.
+#[derive(Debug, Clone)]
+struct StampedTable<S> {
+    slots: Vec<S>,
+    generation: u32,
+    bits: u32,
+    len: u32,
+}
+
+impl<S: Slot> StampedTable<S> {
+    fn new(bits: u32) -> Self {
+        StampedTable {
+            slots: vec![S::default(); 1 << bits],
+            generation: 1,
+            bits,
+            len: 0,
+        }
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+        self.generation = self.generation.wrapping_add(1);
+        if self.generation == 0 {
+            // After 2^32 clears the stamps could alias; start over with a clean table.
+            self.slots.fill(S::default());
+            self.generation = 1;
+        }
+    }
+
+    /// `Ok(slot)` of the live entry `matches` accepts, or `Err(free slot)` where one with
+    /// `hash` would go.
+    fn find(&self, hash: u64, matches: impl Fn(&S) -> bool) -> Result<usize, usize> {
+        let mask = self.slots.len() - 1;
+        let mut index = slot_of(hash, self.bits);
+        loop {
+            let slot = &self.slots[index];
+            if slot.stamp() != self.generation {
+                return Err(index);
+            }
+            if matches(slot) {
+                return Ok(index);
+            }
+            index = (index + 1) & mask;
+        }
+    }
+
+    /// Fills the free slot `index` (from [`find`](Self::find)) with `slot`.
+    fn insert_at(&mut self, index: usize, mut slot: S) {
+        slot.set_stamp(self.generation);
+        self.slots[index] = slot;
+        self.len += 1;
+        // Keep the load factor at most 1/2 so probe sequences stay short.
+        if (self.len as usize) * 2 > self.slots.len() {
+            self.grow();
+        }
+    }
+
+    fn grow(&mut self) {
+        let live = self.generation;
+        let old = std::mem::take(&mut self.slots);
+        self.bits += 1;
+        self.slots = vec![S::default(); 1 << self.bits];
+        self.generation = 1;
+        let mask = self.slots.len() - 1;
+        for mut slot in old.into_iter().filter(|s| s.stamp() == live) {
+            let mut index = slot_of(slot.hash(), self.bits);
+            while self.slots[index].stamp() == self.generation {
+                index = (index + 1) & mask;
+            }
+            slot.set_stamp(self.generation);
+            self.slots[index] = slot;
+        }
+    }
+}
+
 /// One slot of an [`IdMap`], kept together so a probe touches one cache line.
 #[derive(Debug, Clone, Copy, Default)]
 struct MapSlot {
     key: u64,
     value: u32,
-    /// The generation the slot was written in; a slot from an older generation is free.
     stamp: u32,
+}
+
+impl Slot for MapSlot {
+    fn hash(&self) -> u64 {
+        self.key
+    }
+    fn stamp(&self) -> u32 {
+        self.stamp
+    }
+    fn set_stamp(&mut self, stamp: u32) {
+        self.stamp = stamp;
+    }
 }
 
 /// An open-addressing map from `u64` keys to `u32` values, with O(1)
 /// [`clear`](IdMap::clear) so one map can be reused for every segment.
 #[derive(Debug, Clone)]
 pub struct IdMap {
-    slots: Vec<MapSlot>,
-    generation: u32,
-    bits: u32,
-    len: u32,
+    table: StampedTable<MapSlot>,
 }
 
 impl Default for IdMap {
@@ -126,104 +219,53 @@ impl Default for IdMap {
 }
 
 impl IdMap {
-    const INITIAL_BITS: u32 = 6;
-
     /// An empty map.
     pub fn new() -> IdMap {
         IdMap {
-            slots: vec![MapSlot::default(); 1 << Self::INITIAL_BITS],
-            generation: 1,
-            bits: Self::INITIAL_BITS,
-            len: 0,
+            table: StampedTable::new(6),
         }
     }
 
     /// Number of keys.
     pub fn len(&self) -> usize {
-        self.len as usize
+        self.table.len as usize
     }
 
     /// Whether the map holds no key.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.table.len == 0
     }
 
     /// Forgets every key in O(1), keeping the allocation.
     pub fn clear(&mut self) {
-        self.len = 0;
-        self.generation = self.generation.wrapping_add(1);
-        if self.generation == 0 {
-            // After 2^32 clears the stamps could alias; start over with a clean table.
-            self.slots.fill(MapSlot::default());
-            self.generation = 1;
-        }
+        self.table.clear();
     }
 
     /// The value of `key`, if present.
     pub fn get(&self, key: u64) -> Option<u32> {
-        match self.find(key) {
-            Ok(slot) => Some(self.slots[slot].value),
-            Err(_) => None,
-        }
+        let slot = self.table.find(key, |s| s.key == key).ok()?;
+        Some(self.table.slots[slot].value)
     }
 
     /// The value of `key`; when absent, inserts `value` and returns it.
     pub fn get_or_insert(&mut self, key: u64, value: u32) -> u32 {
-        let slot = match self.find(key) {
-            Ok(slot) => return self.slots[slot].value,
-            Err(free) => free,
-        };
-        self.slots[slot] = MapSlot {
-            key,
-            value,
-            stamp: self.generation,
-        };
-        self.len += 1;
-        // Keep the load factor at most 1/2 so probe sequences stay short.
-        if (self.len as usize) * 2 > self.slots.len() {
-            self.grow();
+        match self.table.find(key, |s| s.key == key) {
+            Ok(slot) => self.table.slots[slot].value,
+            Err(free) => {
+                let slot = MapSlot {
+                    key,
+                    value,
+                    stamp: 0,
+                };
+                self.table.insert_at(free, slot);
+                value
+            }
         }
-        value
     }
 
     /// Dense ids: the value of `key`, or the next id (`len()`) for a new key.
     pub fn intern(&mut self, key: u64) -> u32 {
-        self.get_or_insert(key, self.len)
-    }
-
-    /// `Ok(slot)` holding `key`, or `Err(free slot)` where it would go.
-    fn find(&self, key: u64) -> Result<usize, usize> {
-        let mask = self.slots.len() - 1;
-        let mut index = slot_of(key, self.bits);
-        loop {
-            let slot = &self.slots[index];
-            if slot.stamp != self.generation {
-                return Err(index);
-            }
-            if slot.key == key {
-                return Ok(index);
-            }
-            index = (index + 1) & mask;
-        }
-    }
-
-    fn grow(&mut self) {
-        let live = self.generation;
-        let old = std::mem::take(&mut self.slots);
-        self.bits += 1;
-        self.slots = vec![MapSlot::default(); 1 << self.bits];
-        self.generation = 1;
-        let mask = self.slots.len() - 1;
-        for slot in old.into_iter().filter(|s| s.stamp == live) {
-            let mut index = slot_of(slot.key, self.bits);
-            while self.slots[index].stamp == self.generation {
-                index = (index + 1) & mask;
-            }
-            self.slots[index] = MapSlot {
-                stamp: self.generation,
-                ..slot
-            };
-        }
+        self.get_or_insert(key, self.table.len)
     }
 }
 
@@ -234,8 +276,19 @@ struct TokenSlot {
     start: u32,
     len: u32,
     value: u32,
-    /// The generation the slot was written in; a slot from an older generation is free.
     stamp: u32,
+}
+
+impl Slot for TokenSlot {
+    fn hash(&self) -> u64 {
+        self.hash
+    }
+    fn stamp(&self) -> u32 {
+        self.stamp
+    }
+    fn set_stamp(&mut self, stamp: u32) {
+        self.stamp = stamp;
+    }
 }
 
 /// An open-addressing map from token strings to `u32` values, with O(1)
@@ -244,10 +297,7 @@ struct TokenSlot {
 pub struct TokenMap {
     /// The token strings, back to back (bytes: tokens are compared, never sliced as text).
     arena: Vec<u8>,
-    slots: Vec<TokenSlot>,
-    generation: u32,
-    bits: u32,
-    len: u32,
+    table: StampedTable<TokenSlot>,
 }
 
 impl Default for TokenMap {
@@ -257,97 +307,59 @@ impl Default for TokenMap {
 }
 
 impl TokenMap {
-    const INITIAL_BITS: u32 = 7;
-
     /// An empty map.
     pub fn new() -> TokenMap {
         TokenMap {
             arena: Vec::new(),
-            slots: vec![TokenSlot::default(); 1 << Self::INITIAL_BITS],
-            generation: 1,
-            bits: Self::INITIAL_BITS,
-            len: 0,
+            table: StampedTable::new(7),
         }
     }
 
     /// Number of tokens.
     pub fn len(&self) -> usize {
-        self.len as usize
+        self.table.len as usize
     }
 
     /// Whether the map holds no token.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.table.len == 0
     }
 
     /// Forgets every token in O(1), keeping the allocations.
     pub fn clear(&mut self) {
         self.arena.clear();
-        self.len = 0;
-        self.generation = self.generation.wrapping_add(1);
-        if self.generation == 0 {
-            // After 2^32 clears the stamps could alias; start over with a clean table.
-            self.slots.fill(TokenSlot::default());
-            self.generation = 1;
-        }
+        self.table.clear();
     }
 
     /// Dense ids: the value of `token`, or the next id (`len()`) for a new token.
     pub fn intern(&mut self, token: &str) -> u32 {
-        self.get_or_insert(token, self.len)
+        self.get_or_insert(token, self.table.len)
     }
 
     /// The value of `token`; when absent, inserts `value` and returns it.
     pub fn get_or_insert(&mut self, token: &str, value: u32) -> u32 {
         let bytes = token.as_bytes();
         let hash = hash_bytes(bytes);
-        let mask = self.slots.len() - 1;
-        let mut index = slot_of(hash, self.bits);
-        loop {
-            let slot = &self.slots[index];
-            if slot.stamp != self.generation {
-                break;
-            }
-            if slot.hash == hash
+        let arena = &self.arena;
+        let found = self.table.find(hash, |slot| {
+            slot.hash == hash
                 && slot.len as usize == bytes.len()
-                && same_bytes(&self.arena[slot.start as usize..][..bytes.len()], bytes)
-            {
-                return slot.value;
+                && same_bytes(&arena[slot.start as usize..][..bytes.len()], bytes)
+        });
+        match found {
+            Ok(slot) => self.table.slots[slot].value,
+            Err(free) => {
+                let slot = TokenSlot {
+                    hash,
+                    start: self.arena.len() as u32,
+                    len: bytes.len() as u32,
+                    value,
+                    stamp: 0,
+                };
+                self.arena.extend_from_slice(bytes);
+                self.table.insert_at(free, slot);
+                value
             }
-            index = (index + 1) & mask;
-        }
-        self.slots[index] = TokenSlot {
-            hash,
-            start: self.arena.len() as u32,
-            len: bytes.len() as u32,
-            value,
-            stamp: self.generation,
-        };
-        self.arena.extend_from_slice(bytes);
-        self.len += 1;
-        // Keep the load factor at most 1/2 so probe sequences stay short.
-        if (self.len as usize) * 2 > self.slots.len() {
-            self.grow();
-        }
-        value
-    }
-
-    fn grow(&mut self) {
-        let live = self.generation;
-        let old = std::mem::take(&mut self.slots);
-        self.bits += 1;
-        self.slots = vec![TokenSlot::default(); 1 << self.bits];
-        self.generation = 1;
-        let mask = self.slots.len() - 1;
-        for slot in old.into_iter().filter(|s| s.stamp == live) {
-            let mut index = slot_of(slot.hash, self.bits);
-            while self.slots[index].stamp == self.generation {
-                index = (index + 1) & mask;
-            }
-            self.slots[index] = TokenSlot {
-                stamp: self.generation,
-                ..slot
-            };
         }
     }
 }
