@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
-# Set up everything and run the main job: generate text with the embedded default model
-# (SmolLM2-135M-Instruct Q4_1) on CPU.
+# Set up everything and run the main job on the embedded default model (SmolLM2-135M-Instruct
+# Q4_1, CPU): the balanced sentiment-classification dataset of
+# examples/sentiment-classification.yaml, exported with its dataset card.
 #
-#   scripts/run.sh [GENERATE-OPTIONS...]
+#   scripts/run.sh [JOB-RUN-OPTIONS...]
 #
-# Extra arguments are passed to `textnlp generate` before the prompt, e.g.
-#   scripts/run.sh --json --seed 7 --temperature 0.7
-# Set TEXTNLP_PROMPT to use a different prompt.
+# Extra arguments go to `textnlp job run`, e.g. `scripts/run.sh --records 30`. The dataset
+# and its card are written to $TEXTNLP_OUT (default out/sentiment-reviews). Run again, the
+# same job is found: resumed if it was interrupted, re-exported if it is complete.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 log() { printf 'run: %s\n' "$*" >&2; }
 die() { printf 'run: error: %s\n' "$*" >&2; exit 1; }
 
-PROMPT="${TEXTNLP_PROMPT:-Write three short, realistic customer-support questions that a customer of an online bookshop might send. Number them 1 to 3.}"
+SPEC=examples/sentiment-classification.yaml
+OUT="${TEXTNLP_OUT:-out/sentiment-reviews}"
 
 log "setting up (scripts/setup.sh)"
 scripts/setup.sh || die "scripts/setup.sh failed"
@@ -21,13 +23,6 @@ scripts/setup.sh || die "scripts/setup.sh failed"
 log "building textnlp (cargo build --release)"
 cargo build --release || die "cargo build --release failed"
 
-# Our --max-tokens default, unless the caller gave one (clap rejects a repeated option).
-ARGS=()
-case " $* " in
-  *" --max-tokens "*|*" --max-tokens="*) ;;
-  *) ARGS+=(--max-tokens 128) ;;
-esac
-
-ARGS+=("$@")
-log "textnlp generate ${ARGS[*]} \"$PROMPT\""
-exec target/release/textnlp generate "${ARGS[@]}" "$PROMPT"
+log "textnlp job run $SPEC --out $OUT $*"
+target/release/textnlp job run "$SPEC" --out "$OUT" "$@"
+log "dataset card: $OUT/dataset-card.md"

@@ -36,7 +36,9 @@ step "plugin unit tests (cd plugins && cargo test --release, the SDK, the metric
 (cd plugins && cargo test --release --features textnlp-plugin-sdk/http \
   -p textnlp-plugin-sdk -p textnlp-metrics -p validator-length -p validator-bleu \
   -p validator-rouge -p validator-diversity -p validator-dedup -p validator-pii \
-  -p validator-quality -p validator-perplexity -p strategy-template -p provider-openai)
+  -p validator-quality -p validator-perplexity -p validator-label -p strategy-template \
+  -p strategy-few-shot -p strategy-label-conditioned -p strategy-self-instruct \
+  -p strategy-evol-instruct -p strategy-magpie -p provider-openai)
 
 CURRENT=""
 printf '\ntest: all steps passed\n' >&2

@@ -3,6 +3,7 @@
 pub mod api;
 pub mod cli;
 pub mod engine;
+pub mod jobs;
 pub mod model;
 pub mod paths;
 pub mod plugins;

@@ -42,3 +42,8 @@ pub fn tokenizer_plugin() -> PathBuf {
 pub fn state_dir() -> PathBuf {
     home().join("state")
 }
+
+/// The dataset jobs' database.
+pub fn jobs_dir() -> PathBuf {
+    home().join("jobs")
+}

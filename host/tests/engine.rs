@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use textnlp_host::engine::{
-    Engine, EngineConfig, Event, FinishReason, Request, SessionError, SessionStep, SubmitError,
-    negative_log_likelihood,
+    Engine, EngineConfig, Event, FinishReason, Priority, Request, SessionError, SessionStep,
+    SubmitError, negative_log_likelihood,
 };
 use textnlp_host::model::gguf::GgufFile;
 use textnlp_host::model::{Llama, LogitsFor, Scratch, SequenceStep};
@@ -36,6 +36,7 @@ fn request(client: &str, prompt: Vec<u32>, max_tokens: usize, seed: u64) -> Requ
         stop_tokens: Vec::new(),
         logit_bias: Vec::new(),
         top_logprobs: None,
+        priority: Priority::Interactive,
     }
 }
 
@@ -251,7 +252,9 @@ fn a_session_decodes_like_a_request_amid_other_work() {
         })
         .collect();
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    let mut session = handle.open_session("plugin", 64).expect("a session fits");
+    let mut session = handle
+        .open_session("plugin", 64, Priority::Interactive)
+        .expect("a session fits");
     let mut logits = session.append(&prompt(40, 3), deadline).expect("prefill");
     let mut got = Vec::new();
     for _ in 0..12 {
@@ -283,13 +286,15 @@ fn a_session_refuses_what_it_cannot_hold_and_frees_its_memory_when_dropped() {
     let handle = engine.handle();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     assert!(matches!(
-        handle.open_session("p", 129),
+        handle.open_session("p", 129, Priority::Interactive),
         Err(SubmitError::TooLarge {
             needed: 129,
             capacity: 128
         })
     ));
-    let mut session = handle.open_session("p", 100).unwrap();
+    let mut session = handle
+        .open_session("p", 100, Priority::Interactive)
+        .unwrap();
     session.append(&prompt(90, 1), deadline).unwrap();
     let too_many = session.append(&prompt(20, 2), deadline).unwrap_err();
     assert!(
@@ -345,7 +350,9 @@ fn a_scored_append_gives_the_log_probabilities_of_a_direct_pass() {
         .submit(request("noise", prompt(100, 9), 30, 1))
         .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    let mut session = handle.open_session("plugin", 200).unwrap();
+    let mut session = handle
+        .open_session("plugin", 200, Priority::Interactive)
+        .unwrap();
     assert!(matches!(
         session.score(&tokens[..1], deadline),
         Err(SessionError::NoContext)

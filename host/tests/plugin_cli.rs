@@ -284,7 +284,7 @@ fn refuses_an_incompatible_api_version() {
     let api = section_name("textnlp:plugin-api");
     let wasm = patch(
         &tokenizer_bytes(),
-        &[&api[..], b"0.1.1"].concat(),
+        &[&api[..], b"0.1.2"].concat(),
         &[&api[..], b"0.2.0"].concat(),
     );
     let stderr = Home::new().add_refused("future.wasm", &wasm);

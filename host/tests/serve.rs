@@ -109,7 +109,15 @@ fn assert_ok(out: &Output) {
 #[test]
 fn the_openai_client_works_unchanged_and_sigterm_drains() {
     // A 2048-token context keeps the over-long-prompt case quick to prefill.
-    let mut server = Server::start(&["--max-model-len", "2048", "--shutdown-grace", "3"]);
+    let jobs = tempfile::tempdir().expect("a temporary directory");
+    let mut server = Server::start(&[
+        "--max-model-len",
+        "2048",
+        "--shutdown-grace",
+        "3",
+        "--jobs-dir",
+        jobs.path().to_str().expect("a UTF-8 path"),
+    ]);
     assert_ok(
         &client_script(&server.url, &[])
             .output()

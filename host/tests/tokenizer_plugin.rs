@@ -226,7 +226,7 @@ fn special_tokens_come_from_the_file() {
         special.end_of_turn
     );
     assert_eq!(tk.vocab_size().expect("vocab size"), 49152);
-    assert_eq!(tk.api_version(), Some("0.1.1"));
+    assert_eq!(tk.api_version(), Some("0.1.2"));
 }
 
 #[test]

@@ -8,6 +8,7 @@ Each check asserts specific values (texts, finish reasons, token counts, error c
 just "no exception". Run by host/tests/serve.rs after scripts/setup.sh installed the client.
 """
 
+import json
 import sys
 import threading
 import time
@@ -332,6 +333,75 @@ def validate_route():
     assert bad.status_code == 400 and "min" in bad.json()["error"]["message"], bad.text
     bad = httpx.post(URL + "/v1/validate", json={"samples": [], "validators": ["length"]})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "samples", bad.text
+
+
+@check
+def jobs_routes():
+    spec = {
+        "name": "http-job",
+        "strategy": {
+            "plugin": "template",
+            "config": {
+                "template": "Name one {{kind}} fruit.",
+                "variables": {"kind": ["red", "yellow", "green"]},
+                "mode": "sample",
+            },
+        },
+        "records": 6,
+        "seed": 3,
+        "generation": {"max_tokens": 12, "concurrency": 4},
+        "validators": [{"plugin": "length", "config": {"min": 1}, "action": "annotate"}],
+        "output": {"formats": ["jsonl"]},
+    }
+    r = httpx.post(URL + "/v1/jobs", json=spec, timeout=120)
+    assert r.status_code == 201, r.text
+    job = r.json()
+    assert job["object"] == "dataset.job" and job["id"].startswith("http-job-"), job
+    job_id = job["id"]
+    deadline = time.time() + 180
+    while job["state"] not in ("completed", "failed", "exhausted", "cancelled"):
+        assert time.time() < deadline, job
+        time.sleep(0.5)
+        job = httpx.get(f"{URL}/v1/jobs/{job_id}").json()
+    assert job["state"] == "completed", job
+    assert job["counts"]["accepted"] == 6 and job["usage"]["completion_tokens"] > 0, job
+    assert len(job["provenance"]["model_sha256"]) == 64, job["provenance"]
+    assert job["provenance"]["strategy"]["name"] == "template"
+
+    # The same spec is the same job, not a second one.
+    again = httpx.post(URL + "/v1/jobs", json=spec, timeout=120).json()
+    assert again["id"] == job_id and again["state"] == "completed", again
+    listed = httpx.get(URL + "/v1/jobs").json()
+    assert [j["id"] for j in listed["data"]].count(job_id) == 1, listed
+
+    # A finished job's event stream is its final state.
+    with httpx.stream("GET", f"{URL}/v1/jobs/{job_id}/events", timeout=30) as events:
+        assert events.headers["content-type"].startswith("text/event-stream")
+        data = [json.loads(line[5:]) for line in events.iter_lines() if line.startswith("data:")]
+    assert data and data[-1]["state"] == "completed" and data[-1]["counts"]["accepted"] == 6, data
+
+    lines = httpx.get(f"{URL}/v1/jobs/{job_id}/records").text.splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r["index"] for r in records] == sorted(r["index"] for r in records) and len(records) == 6
+    assert all(r["metadata"]["kind"] in ("red", "yellow", "green") for r in records), records
+    assert all("length" in r["validation"] for r in records), records[0]
+    csv_text = httpx.get(f"{URL}/v1/jobs/{job_id}/records?format=csv").text
+    assert csv_text.splitlines()[0] == "index,prompt,completion,kind", csv_text[:200]
+    md = httpx.get(f"{URL}/v1/jobs/{job_id}/records?format=md").text
+    assert md.startswith("# http-job") and md.count("## Record") == 6, md[:200]
+    card = httpx.get(f"{URL}/v1/jobs/{job_id}/card", timeout=60).json()
+    assert card["records"] == 6 and card["plugins"]["validators"][0]["name"] == "length", card
+    assert card["corpus_metrics"]["length"]["count"] == 6.0, card["corpus_metrics"]
+
+    cancelled = httpx.post(f"{URL}/v1/jobs/{job_id}/cancel").json()
+    assert cancelled["state"] == "completed", cancelled  # a finished job stays finished
+    assert httpx.get(URL + "/v1/jobs/http-job-000000000000").status_code == 404
+    bad = httpx.post(URL + "/v1/jobs", json=dict(spec, records=0))
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "records", bad.text
+    bad = httpx.post(URL + "/v1/jobs", json=dict(spec, strategy=dict(spec["strategy"], files={"x": "/etc/passwd"})))
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "strategy.files", bad.text
+    bad = httpx.post(URL + "/v1/jobs", json=dict(spec, name="other", strategy={"plugin": "template", "config": {"mode": "x"}}))
+    assert bad.status_code == 400 and "strategy.config" in bad.json()["error"]["message"], bad.text
 
 
 def say(line):

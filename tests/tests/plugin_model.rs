@@ -3,7 +3,9 @@
 
 use std::sync::{Arc, OnceLock};
 
-use textnlp_host::engine::{Engine, EngineConfig, Event, Request, negative_log_likelihood};
+use textnlp_host::engine::{
+    Engine, EngineConfig, Event, Priority, Request, negative_log_likelihood,
+};
 use textnlp_host::model::gguf::GgufFile;
 use textnlp_host::model::vocab::vocabulary_from_gguf;
 use textnlp_host::model::{Llama, LogitsFor, Scratch, SequenceStep};
@@ -79,6 +81,7 @@ fn direct_greedy(prompt: Vec<u32>, max_tokens: usize) -> Vec<u32> {
             stop_tokens: Vec::new(),
             logit_bias: Vec::new(),
             top_logprobs: None,
+            priority: Priority::Interactive,
         })
         .expect("submitted");
     let mut ids = Vec::new();

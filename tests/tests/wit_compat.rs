@@ -78,7 +78,7 @@ fn every_released_world_is_still_linkable() {
         let dir = entry.expect("a directory entry").path();
         let version = dir.file_name().unwrap().to_string_lossy().into_owned();
         let old = sources(&dir, &format!("{version}+released"));
-        let new = sources(&wit_dir(), "0.1.1");
+        let new = sources(&wit_dir(), "0.1.2");
         match check(old, new) {
             Ok(n) => checked += n,
             Err(e) => panic!(

@@ -5,12 +5,14 @@
 //! - [`openai`]: `/v1/chat/completions`, `/v1/completions`, `/v1/models`;
 //! - [`native`]: `/v1/generate`, `/v1/tokenize`, `/v1/detokenize`, `/healthz`, `/readyz`;
 //! - [`validate`]: `/v1/validate`, validator plugins over a batch ([`crate::validation`]);
+//! - [`jobs`]: `/v1/jobs...`, dataset jobs ([`crate::jobs`]);
 //! - [`metrics`]: `/metrics` and the request-counting middleware;
 //! - [`params`]: strict request parsing; [`error`]: OpenAI-shaped errors;
 //! - [`generation`]: runs a request's choices through the engine.
 
 pub mod error;
 mod generation;
+mod jobs;
 pub mod metrics;
 mod native;
 mod openai;
@@ -41,6 +43,8 @@ pub struct AppState {
     pub validators: Arc<Catalog>,
     /// Validation runs at once; more wait for a slot.
     pub validation_slots: tokio::sync::Semaphore,
+    /// Dataset jobs (none when the job store could not be opened).
+    pub jobs: Option<Arc<crate::jobs::Runner>>,
     pub metrics: Arc<Metrics>,
     /// The name `/v1/models` lists (requests may also say `default`).
     pub model_id: String,
@@ -108,6 +112,17 @@ fn routes() -> Vec<(&'static str, &'static str, Handler)> {
             "post",
             post(validate::validate).layer(DefaultBodyLimit::max(validate::MAX_BODY_BYTES)),
         ),
+        (
+            "/v1/jobs",
+            "post",
+            post(jobs::create).layer(DefaultBodyLimit::max(jobs::MAX_BODY_BYTES)),
+        ),
+        ("/v1/jobs", "get", get(jobs::list)),
+        ("/v1/jobs/{id}", "get", get(jobs::get)),
+        ("/v1/jobs/{id}/events", "get", get(jobs::events)),
+        ("/v1/jobs/{id}/records", "get", get(jobs::records)),
+        ("/v1/jobs/{id}/card", "get", get(jobs::card)),
+        ("/v1/jobs/{id}/cancel", "post", post(jobs::cancel)),
         ("/healthz", "get", get(native::healthz)),
         ("/readyz", "get", get(native::readyz)),
         ("/metrics", "get", get(render_metrics)),

@@ -2,6 +2,7 @@
 
 mod bench;
 mod generate;
+mod job;
 mod logits;
 mod perplexity;
 mod plugin;
@@ -9,15 +10,18 @@ mod serve;
 mod validate;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+use crate::engine::{Engine, EngineConfig};
 use crate::model::Llama;
 use crate::model::gguf::GgufFile;
 use crate::model::vocab::{Vocabulary, vocabulary_from_gguf};
 use crate::paths;
-use crate::plugins::{PluginError, PluginRuntime, TokenizerPlugin};
+use crate::plugins::{ModelAccess, PluginError, PluginRuntime, TokenizerPlugin};
+use crate::text::TokenizerPool;
 
 /// textnlp: a WebAssembly-plugin model host for synthetic text data.
 #[derive(Debug, Parser)]
@@ -49,6 +53,8 @@ enum Command {
     Plugin(plugin::PluginArgs),
     /// Run validator plugins over a JSONL or CSV file: a summary table and a JSON report.
     Validate(validate::ValidateArgs),
+    /// Generate a synthetic dataset from a spec; inspect, export or cancel dataset jobs.
+    Job(job::JobArgs),
 }
 
 /// Which model and tokenizer plugin to use.
@@ -83,6 +89,28 @@ impl ModelArgs {
         Llama::load(file).with_context(|| format!("loading model {}", self.model_path().display()))
     }
 
+    /// The model on a running engine, with tokenizer instances for plugins' model access.
+    fn start_engine(&self, config: EngineConfig) -> Result<(Engine, Arc<ModelAccess>)> {
+        let model = Arc::new(self.load_model()?);
+        let source = self.tokenizer_source(model.file())?;
+        let tokenizers = TokenizerPool::new(Box::new(move || source.instance()), 2)
+            .context("loading the tokenizer plugin")?;
+        let id = self
+            .model_path()
+            .file_stem()
+            .map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned());
+        let engine = Engine::start(model, config);
+        let access = ModelAccess::new(engine.handle(), Arc::new(tokenizers), id);
+        Ok((engine, Arc::new(access)))
+    }
+
+    /// The tokenizer plugin's path.
+    fn tokenizer_path(&self) -> PathBuf {
+        self.tokenizer_plugin
+            .clone()
+            .unwrap_or_else(paths::tokenizer_plugin)
+    }
+
     fn load_tokenizer(&self, file: &GgufFile) -> Result<(PluginRuntime, TokenizerPlugin)> {
         let source = self.tokenizer_source(file)?;
         let tokenizer = source.load()?;
@@ -91,10 +119,7 @@ impl ModelArgs {
 
     /// What loading instances of the tokenizer plugin for `file` needs.
     fn tokenizer_source(&self, file: &GgufFile) -> Result<TokenizerSource> {
-        let plugin = self
-            .tokenizer_plugin
-            .clone()
-            .unwrap_or_else(paths::tokenizer_plugin);
+        let plugin = self.tokenizer_path();
         if !plugin.exists() {
             anyhow::bail!(
                 "tokenizer plugin {} not found (run scripts/setup.sh, or pass --tokenizer-plugin)",
@@ -148,6 +173,7 @@ impl Cli {
             Command::Serve(args) => serve::run(args),
             Command::Plugin(args) => plugin::run(args),
             Command::Validate(args) => validate::run(args),
+            Command::Job(args) => job::run(args),
         }
     }
 }

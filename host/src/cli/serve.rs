@@ -13,11 +13,44 @@ use textnlp_kernels::cpu::sampling::SamplingParams;
 use super::ModelArgs;
 use crate::api::metrics::Metrics;
 use crate::api::{AppState, router};
-use crate::engine::{Engine, EngineConfig, Event, Request};
+use crate::engine::{Engine, EngineConfig, Event, Priority, Request};
+use crate::jobs::{Runner, Store};
 use crate::model::Llama;
+use crate::paths;
 use crate::plugins::{ModelAccess, PluginRuntime};
 use crate::text::TokenizerPool;
 use crate::validation::Catalog;
+
+/// The dataset-job runner, with the jobs an earlier process left unfinished resumed; none
+/// (and a warning) when the job store cannot be opened.
+fn start_jobs(
+    args: &ServeArgs,
+    runtime: PluginRuntime,
+    model: Arc<ModelAccess>,
+    validators: Arc<Catalog>,
+) -> Option<Arc<Runner>> {
+    let started = || -> Result<Arc<Runner>> {
+        let dir = args.jobs_dir.clone().unwrap_or_else(paths::jobs_dir);
+        let store = Store::open(&dir)?;
+        let tokenizer = super::job::plugin_ref(&args.model.tokenizer_path())?;
+        let runner = Arc::new(Runner::new(
+            store,
+            runtime,
+            model,
+            validators,
+            &args.model.model_path(),
+            tokenizer,
+        )?);
+        let resumed = runner.resume_all()?;
+        if !resumed.is_empty() {
+            tracing::info!("resumed jobs: {}", resumed.join(", "));
+        }
+        Ok(runner)
+    };
+    started()
+        .inspect_err(|e| tracing::warn!("dataset jobs disabled: {e:#}"))
+        .ok()
+}
 
 /// `/v1/validate` runs at once: each may hold a blocking thread and plugin instances.
 const VALIDATION_SLOTS: usize = 4;
@@ -50,6 +83,9 @@ pub struct ServeArgs {
     /// Tokenizer plugin instances shared by all requests.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     tokenizer_instances: u32,
+    /// The dataset jobs' database [default: $TEXTNLP_HOME/jobs]
+    #[arg(long, value_name = "DIR")]
+    jobs_dir: Option<std::path::PathBuf>,
     /// On SIGTERM/SIGINT: seconds to let in-flight requests finish before cancelling them.
     #[arg(long, default_value_t = 5.0)]
     shutdown_grace: f64,
@@ -81,9 +117,16 @@ pub fn run(args: ServeArgs) -> Result<()> {
             max_model_len: args.max_model_len.map(|m| m as usize),
         },
     );
-    let access = ModelAccess::new(engine.handle(), Arc::clone(&tokenizers), model_id.clone());
+    let access = Arc::new(ModelAccess::new(
+        engine.handle(),
+        Arc::clone(&tokenizers),
+        model_id.clone(),
+    ));
     let runtime = PluginRuntime::new().context("starting the plugin runtime")?;
-    let validators = Catalog::discover(runtime, Some(Arc::new(access)));
+    let validators = Arc::new(Catalog::discover(
+        runtime.clone(),
+        Some(Arc::clone(&access)),
+    ));
     tracing::info!(
         "validators: {}",
         validators.names().collect::<Vec<_>>().join(", ")
@@ -91,7 +134,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let state = Arc::new(AppState {
         engine: engine.handle(),
         tokenizers,
-        validators: Arc::new(validators),
+        validators: Arc::clone(&validators),
+        jobs: start_jobs(&args, runtime, access, validators),
         validation_slots: tokio::sync::Semaphore::new(VALIDATION_SLOTS),
         metrics: Metrics::new(),
         model_id,
@@ -178,6 +222,7 @@ async fn warm_up(state: &AppState) -> Result<()> {
         stop_tokens: Vec::new(),
         logit_bias: Vec::new(),
         top_logprobs: None,
+        priority: Priority::Interactive,
     })?;
     while let Some(event) = events.recv().await {
         match event {

@@ -3,7 +3,6 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
@@ -11,10 +10,9 @@ use clap::{Args, ValueEnum};
 use serde_json::{Map, Value};
 
 use super::ModelArgs;
-use crate::engine::{Engine, EngineConfig};
+use crate::engine::EngineConfig;
+use crate::plugins::PluginRuntime;
 use crate::plugins::validator::Sample;
-use crate::plugins::{ModelAccess, PluginRuntime};
-use crate::text::TokenizerPool;
 use crate::validation::{Action, Catalog, Report, Step, validate};
 
 #[derive(Debug, Args)]
@@ -84,7 +82,7 @@ pub fn run(args: ValidateArgs) -> Result<()> {
     }
     // The model is loaded only for validators that use it (perplexity, token lengths).
     let engine = if catalog.needs_model(steps.iter().map(|s| s.name.as_str())) {
-        let (engine, access) = start_model(&args.model)?;
+        let (engine, access) = args.model.start_engine(EngineConfig::default())?;
         catalog.set_model(access);
         Some(engine)
     } else {
@@ -142,20 +140,6 @@ impl Action {
     fn from_str(s: &str) -> Result<Action> {
         Ok(serde_json::from_value(Value::from(s))?)
     }
-}
-
-fn start_model(args: &ModelArgs) -> Result<(Engine, Arc<ModelAccess>)> {
-    let model = Arc::new(args.load_model()?);
-    let source = args.tokenizer_source(model.file())?;
-    let tokenizers = TokenizerPool::new(Box::new(move || source.instance()), 2)
-        .context("loading the tokenizer plugin")?;
-    let id = args
-        .model_path()
-        .file_stem()
-        .map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned());
-    let engine = Engine::start(model, EngineConfig::default());
-    let access = ModelAccess::new(engine.handle(), Arc::new(tokenizers), id);
-    Ok((engine, Arc::new(access)))
 }
 
 /// The input's records, each as a JSON object (CSV rows keyed by their header).

@@ -11,7 +11,7 @@ pub mod scheduler;
 mod session;
 
 pub use logprobs::{negative_log_likelihood, token_logprob};
-pub use request::{Event, FinishReason, Request, SubmitError, TokenLogprob, fresh_seed};
+pub use request::{Event, FinishReason, Priority, Request, SubmitError, TokenLogprob, fresh_seed};
 pub use scheduler::{Engine, EngineConfig, EngineHandle, EngineStats};
 pub(crate) use session::recv_until;
 pub use session::{SessionError, SessionHandle, SessionStep};

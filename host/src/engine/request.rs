@@ -21,6 +21,19 @@ pub struct Request {
     pub logit_bias: Vec<(u32, f32)>,
     /// `Some(k)`: report each token's log-probability and the k most likely alternatives.
     pub top_logprobs: Option<usize>,
+    /// Interactive traffic is admitted before background work (dataset jobs).
+    pub priority: Priority,
+}
+
+/// Which requests the engine serves first.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Priority {
+    /// HTTP API calls and everything a person waits on.
+    #[default]
+    Interactive,
+    /// Dataset jobs: admitted only when no interactive request waits, and never into the
+    /// last quarter of the running slots, so a burst of API traffic finds room.
+    Background,
 }
 
 /// Log-probabilities of one generated token under the model's distribution (after

@@ -29,7 +29,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use super::kv_pool::KvPool;
 use super::logprobs::token_logprob;
-use super::request::{Event, FinishReason, Request, SubmitError};
+use super::request::{Event, FinishReason, Priority, Request, SubmitError};
 use crate::model::{KvCache, Llama, LogitsFor, Scratch, SequenceStep};
 
 /// Limits of one engine.
@@ -178,13 +178,16 @@ struct ClientQueue {
 }
 
 impl Queue {
-    /// The waiting client served least so far (ties: by name, for determinism).
-    fn next_client(&self) -> Option<&str> {
+    /// The waiting client to admit next: interactive work first, then the client served
+    /// least so far (ties: by name, for determinism). Background work is considered only
+    /// when `background` allows it.
+    fn next_client(&self, background: bool) -> Option<&str> {
         self.clients
             .iter()
-            .filter(|(_, c)| !c.waiting.is_empty())
-            .min_by(|a, b| a.1.served.cmp(&b.1.served).then(a.0.cmp(b.0)))
-            .map(|(name, _)| name.as_str())
+            .filter_map(|(name, c)| Some((name, c, c.waiting.front()?.request.priority)))
+            .filter(|&(_, _, priority)| background || priority == Priority::Interactive)
+            .min_by(|a, b| (a.2, a.1.served, a.0).cmp(&(b.2, b.1.served, b.0)))
+            .map(|(name, _, _)| name.as_str())
     }
 
     fn push(&mut self, w: Waiting) {
@@ -564,8 +567,19 @@ impl Worker {
     fn admit(&mut self) {
         let s = Arc::clone(&self.shared);
         let mut queue = s.lock_queue();
+        // Background work leaves a quarter of the slots to interactive requests (it may
+        // always use one).
+        let background_slots = (s.config.max_running - s.config.max_running / 4).max(1);
         while self.running.len() < s.config.max_running {
-            let Some(client) = queue.next_client().map(str::to_owned) else {
+            let background = self
+                .running
+                .iter()
+                .filter(|seq| seq.request.priority == Priority::Background)
+                .count();
+            let Some(client) = queue
+                .next_client(background < background_slots)
+                .map(str::to_owned)
+            else {
                 break;
             };
             let w = queue.peek(&client).expect("next_client has waiting work");

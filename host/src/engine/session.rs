@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
-use super::request::{Request, SubmitError};
+use super::request::{Priority, Request, SubmitError};
 pub use super::scheduler::SessionStep;
 use super::scheduler::{Append, EngineHandle, SessionReply, Sink};
 
@@ -46,6 +46,7 @@ pub struct SessionHandle {
     client: String,
     id: u64,
     capacity: usize,
+    priority: Priority,
     held: usize,
     replies: Option<UnboundedReceiver<SessionReply>>,
     /// Why the session is over, once it is (its KV cache is gone or in an unknown state).
@@ -53,12 +54,13 @@ pub struct SessionHandle {
 }
 
 impl EngineHandle {
-    /// A session of up to `capacity` tokens, charged to `client`. Nothing is reserved until
-    /// the first append.
+    /// A session of up to `capacity` tokens, charged to `client` and admitted at `priority`.
+    /// Nothing is reserved until the first append.
     pub fn open_session(
         &self,
         client: &str,
         capacity: usize,
+        priority: Priority,
     ) -> Result<SessionHandle, SubmitError> {
         // Capacity checks as for a request of that size (one prompt token, the rest to come).
         self.check(&Request {
@@ -69,12 +71,14 @@ impl EngineHandle {
             stop_tokens: Vec::new(),
             logit_bias: Vec::new(),
             top_logprobs: None,
+            priority,
         })?;
         Ok(SessionHandle {
             engine: self.clone(),
             client: client.to_owned(),
             id: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
             capacity,
+            priority,
             held: 0,
             replies: None,
             ended: None,
@@ -171,6 +175,7 @@ impl SessionHandle {
             stop_tokens: Vec::new(),
             logit_bias: Vec::new(),
             top_logprobs: None,
+            priority: self.priority,
         };
         self.engine.check(&request)?;
         let sink = Sink::Session {

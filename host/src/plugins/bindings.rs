@@ -12,7 +12,7 @@ use super::runtime::PluginState;
 
 pub mod validator {
     wasmtime::component::bindgen!({
-        world: "textnlp:plugin/validator-plugin@0.1.1",
+        world: "textnlp:plugin/validator-plugin@0.1.2",
         path: "../wit",
         // Host functions may end the call (a model call past the plugin's deadline).
         imports: { default: trappable },
@@ -30,7 +30,7 @@ pub mod rewriter {
             package textnlp:host;
 
             world rewriter {
-                export textnlp:plugin/rewriter@0.1.1;
+                export textnlp:plugin/rewriter@0.1.2;
             }
         ",
         path: "../wit",
@@ -40,7 +40,7 @@ pub mod rewriter {
 
 pub mod strategy {
     wasmtime::component::bindgen!({
-        world: "textnlp:plugin/strategy-plugin@0.1.1",
+        world: "textnlp:plugin/strategy-plugin@0.1.2",
         path: "../wit",
         with: {
             "textnlp:plugin/log": super::validator::textnlp::plugin::log,
@@ -51,9 +51,28 @@ pub mod strategy {
     });
 }
 
+/// The optional `record-generator` export of a strategy (world `record-strategy-plugin`),
+/// looked up on its own so that a 0.1.0/0.1.1 strategy still loads.
+pub mod record_generator {
+    wasmtime::component::bindgen!({
+        inline: "
+            package textnlp:host;
+
+            world record-generator {
+                export textnlp:plugin/record-generator@0.1.2;
+            }
+        ",
+        path: "../wit",
+        world: "textnlp:host/record-generator",
+        with: {
+            "textnlp:plugin/types": super::validator::textnlp::plugin::types,
+        },
+    });
+}
+
 pub mod provider {
     wasmtime::component::bindgen!({
-        world: "textnlp:plugin/provider-plugin@0.1.1",
+        world: "textnlp:plugin/provider-plugin@0.1.2",
         path: "../wit",
         with: {
             "textnlp:plugin/log": super::validator::textnlp::plugin::log,
@@ -65,7 +84,7 @@ pub mod provider {
 
 pub mod tokenizer {
     wasmtime::component::bindgen!({
-        world: "textnlp:plugin/tokenizer-plugin@0.1.1",
+        world: "textnlp:plugin/tokenizer-plugin@0.1.2",
         path: "../wit",
         with: {
             "textnlp:plugin/log": super::validator::textnlp::plugin::log,

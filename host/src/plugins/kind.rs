@@ -43,20 +43,20 @@ impl PluginKind {
     /// The world a component of this kind targets.
     pub fn world(self) -> &'static str {
         match self {
-            PluginKind::Tokenizer => "textnlp:plugin/tokenizer-plugin@0.1.1",
-            PluginKind::Strategy => "textnlp:plugin/strategy-plugin@0.1.1",
-            PluginKind::Validator => "textnlp:plugin/validator-plugin@0.1.1",
-            PluginKind::Provider => "textnlp:plugin/provider-plugin@0.1.1",
+            PluginKind::Tokenizer => "textnlp:plugin/tokenizer-plugin@0.1.2",
+            PluginKind::Strategy => "textnlp:plugin/strategy-plugin@0.1.2",
+            PluginKind::Validator => "textnlp:plugin/validator-plugin@0.1.2",
+            PluginKind::Provider => "textnlp:plugin/provider-plugin@0.1.2",
         }
     }
 
     /// The interface a component of this kind exports.
     pub fn export(self) -> &'static str {
         match self {
-            PluginKind::Tokenizer => "textnlp:plugin/tokenizer@0.1.1",
-            PluginKind::Strategy => "textnlp:plugin/strategy@0.1.1",
-            PluginKind::Validator => "textnlp:plugin/validator@0.1.1",
-            PluginKind::Provider => "textnlp:plugin/provider@0.1.1",
+            PluginKind::Tokenizer => "textnlp:plugin/tokenizer@0.1.2",
+            PluginKind::Strategy => "textnlp:plugin/strategy@0.1.2",
+            PluginKind::Validator => "textnlp:plugin/validator@0.1.2",
+            PluginKind::Provider => "textnlp:plugin/provider@0.1.2",
         }
     }
 
@@ -117,7 +117,7 @@ mod tests {
     #[test]
     fn each_kind_imports_only_what_it_needs() {
         use PluginKind::*;
-        let model = "textnlp:plugin/model@0.1.1";
+        let model = "textnlp:plugin/model@0.1.2";
         let http = "wasi:http/outgoing-handler@0.2.6";
         let sockets = "wasi:sockets/tcp@0.2.6";
         assert!(Validator.may_import(model) && Strategy.may_import(model));

@@ -44,6 +44,17 @@ pub struct Manifest {
     /// JSON Schema (an object) of the plugin's settings.
     pub config_schema: serde_json::Value,
     pub capabilities: Capabilities,
+    /// Strategies only: how many earlier accepted prompts each record request carries
+    /// (`record-request.context`; self-instruct's pool). 0: none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub context: u32,
+}
+
+/// Most earlier prompts a strategy may ask to see per record.
+pub const MAX_CONTEXT: u32 = 10_000;
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Why a component's manifest was refused.
@@ -99,6 +110,18 @@ impl Manifest {
             return Err(invalid(
                 "config_schema",
                 "must be a JSON object (a JSON Schema)",
+            ));
+        }
+        if self.context > 0 && self.kind != PluginKind::Strategy {
+            return Err(invalid(
+                "context",
+                format!("only strategies get earlier records, not a {}", self.kind),
+            ));
+        }
+        if self.context > MAX_CONTEXT {
+            return Err(invalid(
+                "context",
+                format!("{} is more than the {MAX_CONTEXT} allowed", self.context),
             ));
         }
         self.check_capabilities()
@@ -297,6 +320,15 @@ mod tests {
             ),
             (GOOD.replace("\"description\"", "\"summary\""), "summary"),
             (GOOD.replace("\"model\": false, ", ""), "model"),
+            (
+                GOOD.replace("\"description\"", "\"context\": 5, \"description\""),
+                "context",
+            ),
+            (
+                GOOD.replace("\"validator\"", "\"strategy\"")
+                    .replace("\"description\"", "\"context\": 10001, \"description\""),
+                "context",
+            ),
         ];
         for (json, field) in cases {
             let message = error_of(&json);

@@ -6,6 +6,7 @@
 //! timeout, and dropping the engine's receiver cancels the sequence.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use textnlp_kernels::cpu::sampling::{Sampler, SamplingParams};
@@ -15,7 +16,7 @@ use wasmtime::component::Resource;
 use super::bindings::validator::textnlp::plugin::model as wit;
 use super::runtime::PluginState;
 use crate::engine::{
-    EngineHandle, Event, FinishReason, Request, SessionError, SessionHandle, SubmitError,
+    EngineHandle, Event, FinishReason, Priority, Request, SessionError, SessionHandle, SubmitError,
     fresh_seed, recv_until, token_logprob,
 };
 use crate::plugins::PluginError;
@@ -29,6 +30,45 @@ pub struct ModelAccess {
     engine: EngineHandle,
     tokenizers: Arc<TokenizerPool>,
     id: String,
+}
+
+/// How one plugin call's model requests run: a dataset job's background priority and the
+/// generation settings of its spec, which override what the plugin asks for.
+#[derive(Clone, Debug, Default)]
+pub struct GenerationPolicy {
+    pub priority: Priority,
+    /// Caps each completion's `max-tokens`.
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    /// Where the tokens of `generate` calls are counted (a job's usage).
+    pub usage: Option<Arc<TokenUsage>>,
+}
+
+/// Prompt and completion tokens of model calls, counted as they finish.
+#[derive(Debug, Default)]
+pub struct TokenUsage {
+    pub prompt_tokens: AtomicU64,
+    pub completion_tokens: AtomicU64,
+}
+
+impl TokenUsage {
+    fn add(&self, prompt: u32, completion: u32) {
+        self.prompt_tokens
+            .fetch_add(u64::from(prompt), Ordering::Relaxed);
+        self.completion_tokens
+            .fetch_add(u64::from(completion), Ordering::Relaxed);
+    }
+}
+
+impl GenerationPolicy {
+    fn apply(&self, request: &mut wit::GenerationRequest) {
+        if let Some(max) = self.max_tokens {
+            request.max_tokens = request.max_tokens.min(max);
+        }
+        request.temperature = self.temperature.unwrap_or(request.temperature);
+        request.top_p = self.top_p.unwrap_or(request.top_p);
+    }
 }
 
 impl ModelAccess {
@@ -73,9 +113,11 @@ impl ModelAccess {
     fn generate(
         &self,
         client: &str,
-        request: wit::GenerationRequest,
+        mut request: wit::GenerationRequest,
+        policy: GenerationPolicy,
         deadline: Instant,
     ) -> Result<Result<wit::Completion, wit::Error>, Trap> {
+        policy.apply(&mut request);
         let prompt = match self.prompt_ids(&request.prompt) {
             Ok(ids) => ids,
             Err(e) => return Ok(Err(e)),
@@ -94,6 +136,7 @@ impl ModelAccess {
             stop_tokens: self.stop_tokens(),
             logit_bias: Vec::new(),
             top_logprobs: None,
+            priority: policy.priority,
         });
         let mut events = match submitted {
             Ok(events) => events,
@@ -129,6 +172,9 @@ impl ModelAccess {
             Ok(piece) => text.push_str(&piece.text),
             Err(e) => return Ok(Err(e.into())),
         }
+        if let Some(usage) = &policy.usage {
+            usage.add(prompt_tokens, completion_tokens);
+        }
         Ok(Ok(wit::Completion {
             text,
             finish_reason: match finish {
@@ -143,19 +189,27 @@ impl ModelAccess {
     fn prompt_ids(&self, prompt: &wit::Prompt) -> Result<Vec<u32>, wit::Error> {
         let text = match prompt {
             wit::Prompt::Text(text) => text.clone(),
-            wit::Prompt::Chat(messages) => {
-                let messages: Vec<_> = messages
-                    .iter()
-                    .map(|m| crate::plugins::ChatMessage {
-                        role: m.role.clone(),
-                        content: m.content.clone(),
-                    })
-                    .collect();
-                self.tokenizers
-                    .with_any(|t| t.apply_chat_template(&messages, true))?
-            }
+            wit::Prompt::Chat(messages) => self.render_chat(messages, true)?,
         };
         self.tokenize(&text, true)
+    }
+
+    /// The chat through the model's template, exactly as a `chat` prompt is rendered.
+    fn render_chat(
+        &self,
+        messages: &[wit::ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<String, wit::Error> {
+        let messages: Vec<_> = messages
+            .iter()
+            .map(|m| crate::plugins::ChatMessage {
+                role: m.role.clone(),
+                content: m.content.clone(),
+            })
+            .collect();
+        Ok(self
+            .tokenizers
+            .with_any(|t| t.apply_chat_template(&messages, add_generation_prompt))?)
     }
 }
 
@@ -265,7 +319,22 @@ impl wit::Host for PluginState {
             Ok(model) => Arc::clone(model),
             Err(e) => return Ok(Err(e)),
         };
-        Ok(model.generate(&self.client(), request, self.deadline())?)
+        Ok(model.generate(
+            &self.client(),
+            request,
+            self.policy.clone(),
+            self.deadline(),
+        )?)
+    }
+
+    fn render_chat(
+        &mut self,
+        messages: Vec<wit::ChatMessage>,
+        add_generation_prompt: bool,
+    ) -> wasmtime::Result<Result<String, wit::Error>> {
+        Ok(self
+            .model()
+            .and_then(|m| m.render_chat(&messages, add_generation_prompt)))
     }
 }
 
@@ -280,10 +349,14 @@ impl wit::HostSession for PluginState {
                 "a plugin instance may hold at most {MAX_SESSIONS} sessions"
             ))));
         }
-        let handle = match model.engine.open_session(&self.client(), capacity as usize) {
-            Ok(handle) => handle,
-            Err(e) => return Ok(Err(e.into())),
-        };
+        let handle =
+            match model
+                .engine
+                .open_session(&self.client(), capacity as usize, self.policy.priority)
+            {
+                Ok(handle) => handle,
+                Err(e) => return Ok(Err(e.into())),
+            };
         let session = Session {
             handle,
             tokens: Vec::new(),

@@ -11,6 +11,7 @@ use wasmtime::component::InstancePre;
 
 use super::error::{PluginError, TrapKind};
 use super::kind::PluginKind;
+use super::model::GenerationPolicy;
 use super::runtime::{InstanceSpec, PluginRuntime, PluginState, PluginStore};
 
 /// A world's generated bindings, as the pool needs them.
@@ -131,6 +132,16 @@ impl<W: World> InstancePool<W> {
         config: Option<&str>,
         f: impl FnOnce(&mut Instance<W>) -> Result<R, PluginError>,
     ) -> Result<R, PluginError> {
+        self.call_with(config, GenerationPolicy::default(), f)
+    }
+
+    /// [`call`](Self::call), with the call's model requests run under `policy`.
+    pub fn call_with<R>(
+        &self,
+        config: Option<&str>,
+        policy: GenerationPolicy,
+        f: impl FnOnce(&mut Instance<W>) -> Result<R, PluginError>,
+    ) -> Result<R, PluginError> {
         let mut instance = match self.lock().pop() {
             Some(instance) => instance,
             None => self.instantiate()?,
@@ -138,6 +149,7 @@ impl<W: World> InstancePool<W> {
         instance
             .store
             .set_config(config.unwrap_or(&self.spec.config).to_owned());
+        instance.store.set_policy(policy);
         let result = f(&mut instance);
         if !instance.store.is_poisoned() {
             let mut idle = self.lock();

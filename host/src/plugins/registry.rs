@@ -498,6 +498,7 @@ mod tests {
                 memory_mib: 4096,
                 timeout_ms: 100,
             },
+            context: 0,
         }
     }
 

@@ -39,7 +39,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use super::egress::Egress;
 use super::error::{PluginError, TrapKind, describe};
 use super::kind::PluginKind;
-use super::model::ModelAccess;
+use super::model::{GenerationPolicy, ModelAccess};
 
 /// How often the epoch advances; deadlines are counted in these ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -365,6 +365,7 @@ impl PluginRuntime {
             log_budget: limits.output_bytes,
             log_budget_per_call: limits.output_bytes,
             log_dropped: false,
+            policy: GenerationPolicy::default(),
         };
         let mut store = Store::new(self.engine(), state);
         store.limiter(|state| &mut state.limiter);
@@ -595,6 +596,11 @@ impl PluginStore {
         self.store.data_mut().config = config;
     }
 
+    /// Sets how the next calls' model requests run.
+    pub fn set_policy(&mut self, policy: GenerationPolicy) {
+        self.store.data_mut().policy = policy;
+    }
+
     /// Turns a failed call into a [`PluginError::Trap`] naming the plugin and the limit it
     /// hit, if any.
     fn classify(&self, e: &wasmtime::Error) -> PluginError {
@@ -693,6 +699,8 @@ pub struct PluginState {
     log_budget: usize,
     log_budget_per_call: usize,
     log_dropped: bool,
+    /// How this call's model requests run (a dataset job's priority and limits).
+    pub(super) policy: GenerationPolicy,
 }
 
 impl PluginState {

@@ -16,7 +16,7 @@ pub use bindings::textnlp::plugin::types::{Metric, PluginInfo};
 pub use wit::{Report, Sample, SampleResult, Verdict};
 
 /// The optional export of rewriting validators (any 0.1.x: the lookup is semver-aware).
-const REWRITER: &str = "textnlp:plugin/rewriter@0.1.1";
+const REWRITER: &str = "textnlp:plugin/rewriter@0.1.2";
 
 /// The validator world, whose components may also export `rewriter`.
 pub struct ValidatorWorld;

@@ -1,12 +1,13 @@
 //! `validator-dedup` (manifest name `dedup`): drops exact and near duplicates within a batch.
 //!
-//! Exact duplicates share their text after lowercasing and whitespace normalization. Near
-//! duplicates are found as in datatrove's MinHash deduplication (same text normalization, word
-//! 5-gram shingles, 14 LSH bands of 8 MinHash values, 64-bit xxHash shingles, `(a x + b) mod
-//! 2^61 - 1` permutations; see [`minhash`] for the differences), except that each LSH candidate
-//! pair is verified: it only merges when the exact Jaccard similarity of the two shingle sets
-//! reaches `threshold`, so a cluster never holds a pair that LSH matched by chance. Verified
-//! pairs are merged with union-find.
+//! A thin wrapper over `textnlp_metrics::dedup` (shared with the host's dataset jobs). Exact
+//! duplicates share their text after lowercasing and whitespace normalization. Near duplicates
+//! are found as in datatrove's MinHash deduplication (same text normalization, word 5-gram
+//! shingles, 14 LSH bands of 8 MinHash values, 64-bit xxHash shingles, `(a x + b) mod 2^61 - 1`
+//! permutations; see `textnlp_metrics::dedup::minhash` for the differences), except that each
+//! LSH candidate pair is verified: it only merges when the exact Jaccard similarity of the two
+//! shingle sets reaches `threshold`, so a cluster never holds a pair that LSH matched by chance.
+//! Verified pairs are merged with union-find.
 //!
 //! Settings: `threshold` (0.8), `shingle_size` (5, at most 64), `buckets` (14),
 //! `hashes_per_bucket` (8; at most 1024 hashes in all), `seed` (1), `exact_only` (false).
@@ -18,16 +19,11 @@
 //! 0.86)"). Corpus: `count`, `clusters` (clusters of two or more samples), `exact-duplicates`,
 //! `near-duplicates`, `unique` (samples kept).
 
-mod cluster;
-mod minhash;
-mod normalize;
-
 use serde::Deserialize;
+use textnlp_metrics::dedup::{Clusters, NearParams, Role, cluster, minhash};
 use textnlp_plugin_sdk::validator::{
     Metric, Report, Sample, SampleResult, Validator, ValidatorError, Verdict,
 };
-
-use crate::cluster::{Clusters, NearParams, Role, cluster};
 
 struct Dedup;
 
@@ -41,15 +37,6 @@ impl Validator for Dedup {
     }
 }
 
-/// The most MinHash values per signature: 14 × 8 = 112 by default; the cap keeps a typo from
-/// costing minutes.
-const MAX_HASHES: usize = 1024;
-
-/// The most words per shingle (5 by default): each window joins and hashes `shingle_size`
-/// words, so the shingling costs O(words × shingle_size) and an unbounded size is quadratic
-/// in the text's length.
-const MAX_SHINGLE_SIZE: usize = 64;
-
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 struct Settings {
@@ -62,13 +49,21 @@ struct Settings {
 }
 
 impl Default for Settings {
+    /// `textnlp_metrics::dedup::NearParams::default()`, datatrove's defaults.
     fn default() -> Settings {
+        let NearParams {
+            threshold,
+            shingle_size,
+            buckets,
+            hashes_per_bucket,
+            seed,
+        } = NearParams::default();
         Settings {
-            threshold: 0.8,
-            shingle_size: 5,
-            buckets: 14,
-            hashes_per_bucket: 8,
-            seed: 1,
+            threshold,
+            shingle_size,
+            buckets,
+            hashes_per_bucket,
+            seed,
             exact_only: false,
         }
     }
@@ -82,46 +77,26 @@ impl Settings {
     fn parse(json: &str) -> Result<Settings, ValidatorError> {
         let settings: Settings =
             textnlp_plugin_sdk::config::parse(json).map_err(ValidatorError::InvalidConfig)?;
-        settings.check().map_err(ValidatorError::InvalidConfig)?;
+        // Checked also with `exact_only`, so a bad value never waits for the flag to flip.
+        settings
+            .params()
+            .check()
+            .map_err(ValidatorError::InvalidConfig)?;
         Ok(settings)
     }
 
-    fn check(&self) -> Result<(), String> {
-        if !(self.threshold > 0.0 && self.threshold <= 1.0) {
-            return Err(format!("threshold: {} is not in (0, 1]", self.threshold));
-        }
-        for (name, value) in [
-            ("shingle_size", self.shingle_size),
-            ("buckets", self.buckets),
-            ("hashes_per_bucket", self.hashes_per_bucket),
-        ] {
-            if value == 0 {
-                return Err(format!("{name}: must be at least 1"));
-            }
-        }
-        if self.shingle_size > MAX_SHINGLE_SIZE {
-            return Err(format!(
-                "shingle_size: {} exceeds {MAX_SHINGLE_SIZE} words",
-                self.shingle_size
-            ));
-        }
-        if self.buckets.saturating_mul(self.hashes_per_bucket) > MAX_HASHES {
-            return Err(format!(
-                "buckets: {} buckets × {} hashes_per_bucket exceeds {MAX_HASHES} hashes",
-                self.buckets, self.hashes_per_bucket
-            ));
-        }
-        Ok(())
-    }
-
-    fn near_params(&self) -> Option<NearParams> {
-        (!self.exact_only).then_some(NearParams {
+    fn params(&self) -> NearParams {
+        NearParams {
             threshold: self.threshold,
             shingle_size: self.shingle_size,
             buckets: self.buckets,
             hashes_per_bucket: self.hashes_per_bucket,
             seed: self.seed,
-        })
+        }
+    }
+
+    fn near_params(&self) -> Option<NearParams> {
+        (!self.exact_only).then(|| self.params())
     }
 
     fn report(&self, texts: &[&str]) -> Report {

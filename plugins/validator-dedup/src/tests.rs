@@ -1,4 +1,5 @@
 use super::*;
+use textnlp_metrics::dedup::normalize;
 use textnlp_plugin_sdk::manifest::{Kind, PluginManifest};
 
 fn settings(json: &str) -> Settings {

@@ -18,10 +18,10 @@ pub mod host {
             package textnlp:sdk;
 
             world host {
-                import textnlp:plugin/log@0.1.1;
-                import textnlp:plugin/config@0.1.1;
-                import textnlp:plugin/model@0.1.1;
-                import textnlp:plugin/types@0.1.1;
+                import textnlp:plugin/log@0.1.2;
+                import textnlp:plugin/config@0.1.2;
+                import textnlp:plugin/model@0.1.2;
+                import textnlp:plugin/types@0.1.2;
             }
         ",
         world: "textnlp:sdk/host",
@@ -35,10 +35,10 @@ pub mod host {
 pub mod tokenizer {
     wit_bindgen::generate!({
         path: "../../wit",
-        world: "textnlp:plugin/tokenizer-plugin@0.1.1",
+        world: "textnlp:plugin/tokenizer-plugin@0.1.2",
         runtime_path: "::textnlp_plugin_sdk::wit_bindgen::rt",
         with: {
-            "textnlp:plugin/log@0.1.1": crate::bindings::host::textnlp::plugin::log,
+            "textnlp:plugin/log@0.1.2": crate::bindings::host::textnlp::plugin::log,
         },
         pub_export_macro: true,
         export_macro_name: "__export_tokenizer_plugin",
@@ -50,13 +50,13 @@ pub mod tokenizer {
 pub mod validator {
     wit_bindgen::generate!({
         path: "../../wit",
-        world: "textnlp:plugin/validator-plugin@0.1.1",
+        world: "textnlp:plugin/validator-plugin@0.1.2",
         runtime_path: "::textnlp_plugin_sdk::wit_bindgen::rt",
         with: {
-            "textnlp:plugin/log@0.1.1": crate::bindings::host::textnlp::plugin::log,
-            "textnlp:plugin/config@0.1.1": crate::bindings::host::textnlp::plugin::config,
-            "textnlp:plugin/model@0.1.1": crate::bindings::host::textnlp::plugin::model,
-            "textnlp:plugin/types@0.1.1": crate::bindings::host::textnlp::plugin::types,
+            "textnlp:plugin/log@0.1.2": crate::bindings::host::textnlp::plugin::log,
+            "textnlp:plugin/config@0.1.2": crate::bindings::host::textnlp::plugin::config,
+            "textnlp:plugin/model@0.1.2": crate::bindings::host::textnlp::plugin::model,
+            "textnlp:plugin/types@0.1.2": crate::bindings::host::textnlp::plugin::types,
         },
         pub_export_macro: true,
         export_macro_name: "__export_validator_plugin",
@@ -64,17 +64,18 @@ pub mod validator {
     });
 }
 
-/// World `strategy-plugin`.
+/// World `record-strategy-plugin`: `strategy-plugin` plus the `record-generator` export. Every
+/// strategy built with this SDK exports both (the trait gives `generate_record` a default).
 pub mod strategy {
     wit_bindgen::generate!({
         path: "../../wit",
-        world: "textnlp:plugin/strategy-plugin@0.1.1",
+        world: "textnlp:plugin/record-strategy-plugin@0.1.2",
         runtime_path: "::textnlp_plugin_sdk::wit_bindgen::rt",
         with: {
-            "textnlp:plugin/log@0.1.1": crate::bindings::host::textnlp::plugin::log,
-            "textnlp:plugin/config@0.1.1": crate::bindings::host::textnlp::plugin::config,
-            "textnlp:plugin/model@0.1.1": crate::bindings::host::textnlp::plugin::model,
-            "textnlp:plugin/types@0.1.1": crate::bindings::host::textnlp::plugin::types,
+            "textnlp:plugin/log@0.1.2": crate::bindings::host::textnlp::plugin::log,
+            "textnlp:plugin/config@0.1.2": crate::bindings::host::textnlp::plugin::config,
+            "textnlp:plugin/model@0.1.2": crate::bindings::host::textnlp::plugin::model,
+            "textnlp:plugin/types@0.1.2": crate::bindings::host::textnlp::plugin::types,
         },
         pub_export_macro: true,
         export_macro_name: "__export_strategy_plugin",
@@ -86,12 +87,12 @@ pub mod strategy {
 pub mod provider {
     wit_bindgen::generate!({
         path: "../../wit",
-        world: "textnlp:plugin/provider-plugin@0.1.1",
+        world: "textnlp:plugin/provider-plugin@0.1.2",
         runtime_path: "::textnlp_plugin_sdk::wit_bindgen::rt",
         with: {
-            "textnlp:plugin/log@0.1.1": crate::bindings::host::textnlp::plugin::log,
-            "textnlp:plugin/config@0.1.1": crate::bindings::host::textnlp::plugin::config,
-            "textnlp:plugin/types@0.1.1": crate::bindings::host::textnlp::plugin::types,
+            "textnlp:plugin/log@0.1.2": crate::bindings::host::textnlp::plugin::log,
+            "textnlp:plugin/config@0.1.2": crate::bindings::host::textnlp::plugin::config,
+            "textnlp:plugin/types@0.1.2": crate::bindings::host::textnlp::plugin::types,
         },
         pub_export_macro: true,
         export_macro_name: "__export_provider_plugin",
@@ -108,7 +109,7 @@ pub mod rewriter {
             package textnlp:sdk;
 
             world rewriter {
-                export textnlp:plugin/rewriter@0.1.1;
+                export textnlp:plugin/rewriter@0.1.2;
             }
         ",
         world: "textnlp:sdk/rewriter",

@@ -2,7 +2,7 @@
 //!
 //! A textnlp plugin is a WebAssembly component built from an ordinary Rust crate with
 //! `cargo build --release --target wasm32-wasip2`. The crate depends only on this SDK, which
-//! carries the WIT contract (package `textnlp:plugin@0.1.0`), the generated bindings, helpers and
+//! carries the WIT contract (package `textnlp:plugin@0.1.2`), the generated bindings, helpers and
 //! one registration macro per kind of plugin. The host (`textnlp`) loads the component into its
 //! own sandbox: no files, no environment, no sockets, a memory cap and a deadline per call.
 //!
@@ -14,8 +14,9 @@
 //! | tokenizer | [`tokenizer::TokenizerPlugin`] etc. | [`register_tokenizer!`]         |
 //!
 //! Helpers: [`config`] (the plugin's settings, deserialized), [`model`] (the host's model, for
-//! strategies and validators), [`log`], [`rng`] (per-record random streams), [`manifest`], and
-//! `http` (outbound HTTP for providers; cargo feature `http`).
+//! strategies and validators), [`log`], [`rng`] (per-record and per-attempt random streams),
+//! [`clean`] (model output stripped of numbering, quotes, markdown and preambles), [`manifest`],
+//! and `http` (outbound HTTP for providers; cargo feature `http`).
 //!
 //! A component imports only what its code calls: a validator that never calls [`model`] does
 //! not import `textnlp:plugin/model`, and only a component that calls `http` imports
@@ -93,9 +94,11 @@
 //!
 //! # A strategy
 //!
-//! Only `expand` is required; the default `generate` sends each record's chat to the host
-//! model ([`strategy::Strategy::generation_request`]: 512 tokens, temperature 0.7, top-p 0.95,
-//! a seed derived from (seed, index)).
+//! Only `expand` is required. Every strategy exports two ways to generate (world
+//! `record-strategy-plugin`): `generate`, a batch of records, and `generate_record`, one record
+//! per call with an outcome (accepted, rejected, exhausted), which hosts prefer. By default
+//! both send each record's chat to the host model ([`strategy::Strategy::generation_request`]:
+//! 512 tokens, temperature 0.7, top-p 0.95, a seed derived from (seed, index)).
 //!
 //! ```ignore
 //! use textnlp_plugin_sdk::rng::SplitMix64;
@@ -127,6 +130,53 @@
 //! }
 //!
 //! textnlp_plugin_sdk::register_strategy!(Topics);
+//! ```
+//!
+//! A strategy whose model output must be parsed or filtered overrides `generate_record`: each
+//! attempt draws its randomness from (seed, index, attempt) ([`rng::SplitMix64::for_attempt`]),
+//! [`strategy::retry`] retries unusable outputs, and a record that never passes is
+//! [`strategy::Outcome::Rejected`] with the rule it broke. `request.context` carries earlier
+//! accepted prompts when the manifest asks for them (`"context": N`, see [`manifest`]).
+//!
+//! ```ignore
+//! use textnlp_plugin_sdk::model;
+//! use textnlp_plugin_sdk::rng::SplitMix64;
+//! use textnlp_plugin_sdk::strategy::{
+//!     ChatMessage, Generated, Outcome, RecordError, RecordRequest, Retried, Strategy, retry,
+//! };
+//!
+//! struct Questions;
+//!
+//! impl Strategy for Questions {
+//!     // ... `expand` as above (the batch interface, `generate`, still uses it) ...
+//!     fn generate_record(request: RecordRequest) -> Result<Outcome, RecordError> {
+//!         let retried = retry(3, |attempt| {
+//!             let mut rng = SplitMix64::for_attempt(request.seed, request.index, attempt);
+//!             let mut ask = model::text_request("A question about bees:".into());
+//!             ask.seed = Some(rng.next_u64());
+//!             ask.stop = vec!["\n".into()];
+//!             let text = model::generate(&ask)?.text;
+//!             let question = text.trim().to_owned();
+//!             Ok(if question.ends_with('?') {
+//!                 Ok(question)
+//!             } else {
+//!                 Err("question-mark: the output is not a question".into())
+//!             })
+//!         })?;
+//!         let (question, attempts) = match retried {
+//!             Retried::Accepted { value, attempts } => (value, attempts),
+//!             Retried::Rejected { reason, .. } => return Ok(Outcome::Rejected(reason)),
+//!         };
+//!         let messages = vec![ChatMessage { role: "user".into(), content: question }];
+//!         let answer = model::generate(&model::chat_request(messages.clone()))?;
+//!         Ok(Outcome::Accepted(Generated {
+//!             messages,
+//!             completion: answer.text,
+//!             metadata: "{}".into(),
+//!             attempts: attempts + 1,
+//!         }))
+//!     }
+//! }
 //! ```
 //!
 //! # A provider
@@ -247,6 +297,7 @@ pub use serde_json;
 #[doc(hidden)]
 pub mod bindings;
 
+pub mod clean;
 pub mod config;
 #[cfg(feature = "http")]
 pub mod http;
@@ -265,7 +316,7 @@ pub mod types {
 }
 
 /// Version of the WIT package (`textnlp:plugin`) this SDK implements.
-pub const API_VERSION: &str = "0.1.1";
+pub const API_VERSION: &str = "0.1.2";
 
 /// Name of the custom section that the `register_*!` macros add to a component; its content is
 /// [`API_VERSION`] as UTF-8. The host reads it to tell which contract a plugin was built for.

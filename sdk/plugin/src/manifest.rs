@@ -15,6 +15,10 @@
 //!   "capabilities": { "model": false, "outbound_hosts": [], "memory_mib": 64, "timeout_ms": 5000 }
 //! }
 //! ```
+//!
+//! A strategy that grows from its own output (self-instruct's instruction pool) also sets
+//! `"context": N` (at most [`MAX_CONTEXT`]): the host then passes it, in each
+//! `record-request.context`, up to `N` prompts the dataset accepted before the record's round.
 
 use serde::Deserialize;
 
@@ -44,6 +48,10 @@ pub struct Capabilities {
     pub timeout_ms: u32,
 }
 
+/// Most earlier prompts a strategy may ask for in [`Manifest::context`]; the host applies the
+/// same limit.
+pub const MAX_CONTEXT: u32 = 10_000;
+
 /// The parsed `textnlp-plugin.json`. Unknown keys are refused, as the host refuses them.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -57,6 +65,10 @@ pub struct Manifest {
     /// JSON Schema of the settings the plugin reads through [`crate::config`].
     pub config_schema: serde_json::Value,
     pub capabilities: Capabilities,
+    /// Strategies only: how many prompts accepted earlier in the dataset the strategy wants in
+    /// `record-request.context` (0, the default: none). At most [`MAX_CONTEXT`].
+    #[serde(default)]
+    pub context: u32,
 }
 
 impl Manifest {
@@ -96,6 +108,15 @@ impl Manifest {
             return Err(
                 "textnlp-plugin.json: capabilities.outbound_hosts is for providers only".into(),
             );
+        }
+        if self.context > 0 && self.kind != Kind::Strategy {
+            return Err("textnlp-plugin.json: context is for strategies only".into());
+        }
+        if self.context > MAX_CONTEXT {
+            return Err(format!(
+                "textnlp-plugin.json: context {} is more than {MAX_CONTEXT}",
+                self.context
+            ));
         }
         if caps.memory_mib == 0 || caps.timeout_ms == 0 {
             return Err(
@@ -203,5 +224,26 @@ mod tests {
         );
         let bad = GOOD.replace("\"kind\"", "\"kinds\"");
         assert!(Manifest::parse(bad.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn context_is_for_strategies_and_bounded() {
+        assert_eq!(Manifest::parse(GOOD.as_bytes()).unwrap().context, 0);
+        let strategy = GOOD.replace("\"validator\"", "\"strategy\"");
+        let with = |json: &str, n: &str| json.replacen('{', &format!("{{\"context\": {n},"), 1);
+        assert_eq!(
+            Manifest::parse(with(&strategy, "10000").as_bytes())
+                .unwrap()
+                .context,
+            10_000
+        );
+        for (json, n) in [(&strategy, "10001"), (&strategy, "-1"), (&strategy, "1.5")] {
+            let e = Manifest::parse(with(json, n).as_bytes()).unwrap_err();
+            assert!(e.contains("context") || e.contains("invalid"), "{n}: {e}");
+        }
+        let e = Manifest::parse(with(GOOD, "5").as_bytes()).unwrap_err();
+        assert!(e.contains("context is for strategies only"), "{e}");
+        // 0 is the default, allowed for every kind.
+        assert!(Manifest::parse(with(GOOD, "0").as_bytes()).is_ok());
     }
 }

@@ -1,6 +1,8 @@
 //! A small deterministic random stream for strategies. The `strategy` contract says record `i`
 //! depends only on (seed, i) and the settings, so each record draws from its own stream,
-//! [`SplitMix64::for_record`], never from one shared across records.
+//! [`SplitMix64::for_record`], never from one shared across records. A strategy that retries
+//! unusable model output draws attempt `a` of record `i` from [`SplitMix64::for_attempt`], so a
+//! resumed job retries exactly as the first run did.
 
 /// SplitMix64 (Steele, Lea and Flood, 2014): one 64-bit word of state, full period, and good
 /// enough statistics for picking prompt variables. Not for cryptography.
@@ -27,6 +29,20 @@ impl SplitMix64 {
     /// combining keeps neighbouring records' streams unrelated.
     pub fn for_record(seed: u64, index: u64) -> SplitMix64 {
         SplitMix64::new(mix(seed ^ mix(index.wrapping_add(GAMMA))))
+    }
+
+    /// The stream of attempt `attempt` of record `index` (retries of an unusable output).
+    /// Attempt 0 is [`for_record`](Self::for_record)'s stream, so a strategy that succeeds at
+    /// once draws what a strategy without retries would; later attempts get unrelated streams.
+    pub fn for_attempt(seed: u64, index: u64, attempt: u32) -> SplitMix64 {
+        let record = SplitMix64::for_record(seed, index);
+        if attempt == 0 {
+            return record;
+        }
+        // A second mixing level keyed by the attempt: (seed, index, attempt) triples do not
+        // collide with the (seed, index) pairs of attempt 0 short of a 64-bit coincidence.
+        let key = mix(u64::from(attempt).wrapping_mul(GAMMA) ^ 0x5851_f42d_4c95_7f2d);
+        SplitMix64::new(mix(record.state ^ key))
     }
 
     pub fn next_u64(&mut self) -> u64 {
@@ -60,5 +76,19 @@ mod tests {
         assert_ne!(a, SplitMix64::for_record(8, 3).next_u64());
         let mut rng = SplitMix64::new(1);
         assert!((0..1000).all(|_| rng.below(3) < 3));
+    }
+
+    #[test]
+    fn attempts_have_their_own_streams() {
+        let first = |s, i, a| SplitMix64::for_attempt(s, i, a).next_u64();
+        assert_eq!(first(7, 3, 0), SplitMix64::for_record(7, 3).next_u64());
+        assert_eq!(first(7, 3, 2), first(7, 3, 2));
+        let mut seen = std::collections::HashSet::new();
+        for index in 0..50 {
+            for attempt in 0..8 {
+                assert!(seen.insert(first(7, index, attempt)), "{index} {attempt}");
+            }
+        }
+        assert_ne!(first(7, 3, 1), first(8, 3, 1));
     }
 }

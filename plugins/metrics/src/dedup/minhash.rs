@@ -60,6 +60,7 @@ pub fn jaccard(a: &[u64], b: &[u64]) -> f64 {
 }
 
 /// The `a`, `b` pairs of the MinHash permutations.
+#[derive(Clone, Debug)]
 pub struct Permutations {
     params: Vec<(u64, u64)>,
 }

@@ -28,46 +28,44 @@ pub fn exact_key(text: &str) -> String {
 /// is dropped (datatrove: nonspacing marks only).
 pub fn simplify(text: &str) -> Vec<String> {
     let lowered = text.to_lowercase();
-    let numbered = collapse_numbers(&lowered);
-    let spaced: String = numbered
-        .chars()
-        .map(|c| if is_punctuation(c) { ' ' } else { c })
-        .collect();
+    let spaced = collapse_numbers_and_punctuation(&lowered);
     spaced
         .split_whitespace()
-        .map(|word| word.nfd().filter(|&c| !is_combining_mark(c)).collect())
+        .map(|word| {
+            // ASCII is its own NFD and holds no combining mark: the common case, 5× faster.
+            if word.is_ascii() {
+                word.to_owned()
+            } else {
+                word.nfd().filter(|&c| !is_combining_mark(c)).collect()
+            }
+        })
         .filter(|word: &String| !word.is_empty())
         .collect()
 }
 
 /// Replaces each number with "0", as datatrove's `NUMBERS_PATTERN` does: a run of digits,
 /// optionally followed by one decimal separator and another run ("3.14" -> "0", "1,2,3" ->
-/// "0,0").
-fn collapse_numbers(text: &str) -> String {
-    let chars: Vec<char> = text.chars().collect();
+/// "0,0"); then every punctuation character left with a space.
+fn collapse_numbers_and_punctuation(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    let mut i = 0;
-    while i < chars.len() {
-        if !chars[i].is_numeric() {
-            out.push(chars[i]);
-            i += 1;
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if !c.is_numeric() {
+            out.push(if is_punctuation(c) { ' ' } else { c });
+            rest = &rest[c.len_utf8()..];
             continue;
         }
-        i = skip_digits(&chars, i);
-        let separated = chars.get(i).is_some_and(|&c| is_decimal_separator(c));
-        if separated && chars.get(i + 1).is_some_and(|c| c.is_numeric()) {
-            i = skip_digits(&chars, i + 1);
+        rest = rest.trim_start_matches(char::is_numeric);
+        let mut next = rest.chars();
+        if let (Some(separator), Some(digit)) = (next.next(), next.next())
+            && is_decimal_separator(separator)
+            && digit.is_numeric()
+        {
+            rest = rest[separator.len_utf8()..].trim_start_matches(char::is_numeric);
         }
         out.push('0');
     }
     out
-}
-
-fn skip_digits(chars: &[char], mut i: usize) -> usize {
-    while chars.get(i).is_some_and(|c| c.is_numeric()) {
-        i += 1;
-    }
-    i
 }
 
 fn is_decimal_separator(c: char) -> bool {
@@ -149,6 +147,61 @@ fn is_punctuation(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The first implementation (a `Vec<char>` pass for numbers, one for punctuation, NFD of
+    /// every word), which the faster one must reproduce exactly.
+    fn simplify_reference(text: &str) -> Vec<String> {
+        let chars: Vec<char> = text.to_lowercase().chars().collect();
+        let skip_digits = |mut i: usize| {
+            while chars.get(i).is_some_and(|c| c.is_numeric()) {
+                i += 1;
+            }
+            i
+        };
+        let mut numbered = String::new();
+        let mut i = 0;
+        while i < chars.len() {
+            if !chars[i].is_numeric() {
+                numbered.push(chars[i]);
+                i += 1;
+                continue;
+            }
+            i = skip_digits(i);
+            let separated = chars.get(i).is_some_and(|&c| is_decimal_separator(c));
+            if separated && chars.get(i + 1).is_some_and(|c| c.is_numeric()) {
+                i = skip_digits(i + 1);
+            }
+            numbered.push('0');
+        }
+        let spaced: String = numbered
+            .chars()
+            .map(|c| if is_punctuation(c) { ' ' } else { c })
+            .collect();
+        spaced
+            .split_whitespace()
+            .map(|word| word.nfd().filter(|&c| !is_combining_mark(c)).collect())
+            .filter(|word: &String| !word.is_empty())
+            .collect()
+    }
+
+    #[test]
+    fn simplify_matches_the_reference_on_random_text() {
+        const ALPHABET: [&str; 28] = [
+            "a", "B", "z", " ", "  ", "\n", "\t", "0", "7", "٣", "٫", "،", ".", ",", "..", "!",
+            "'", "’", "é", "e\u{301}", "\u{301}", "İ", "ß", "Ω", "ǅ", "\u{0}", "—", "１",
+        ];
+        let mut state = 1u64;
+        for _ in 0..20_000 {
+            let mut text = String::new();
+            for _ in 0..(state >> 60) + 1 {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                text.push_str(ALPHABET[(state >> 33) as usize % ALPHABET.len()]);
+            }
+            assert_eq!(simplify(&text), simplify_reference(&text), "{text:?}");
+        }
+    }
 
     #[test]
     fn exact_key_folds_case_and_whitespace_only() {

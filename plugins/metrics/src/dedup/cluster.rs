@@ -4,10 +4,21 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::minhash::{Permutations, jaccard, shingles};
-use crate::normalize::{exact_key, simplify};
+use super::minhash::{Permutations, jaccard, shingles};
+use super::normalize::{exact_key, simplify};
 
-/// How near-duplicate candidates are found and accepted.
+/// The most MinHash values per signature (`buckets × hashes_per_bucket`): 14 × 8 = 112 by
+/// default; the cap keeps a typo from costing minutes.
+pub const MAX_HASHES: usize = 1024;
+
+/// The most words per shingle (5 by default): each window joins and hashes `shingle_size`
+/// words, so the shingling costs O(words × shingle_size) and an unbounded size is quadratic
+/// in the text's length.
+pub const MAX_SHINGLE_SIZE: usize = 64;
+
+/// How near-duplicate candidates are found and accepted. The default is datatrove's
+/// (`MinhashConfig`: 5-word shingles, 14 bands of 8 hashes) with a Jaccard threshold of 0.8.
+#[derive(Clone, Debug, PartialEq)]
 pub struct NearParams {
     /// Smallest Jaccard similarity that merges two samples.
     pub threshold: f64,
@@ -19,6 +30,51 @@ pub struct NearParams {
     pub hashes_per_bucket: usize,
     /// Seed of the MinHash permutations.
     pub seed: u64,
+}
+
+impl Default for NearParams {
+    fn default() -> NearParams {
+        NearParams {
+            threshold: 0.8,
+            shingle_size: 5,
+            buckets: 14,
+            hashes_per_bucket: 8,
+            seed: 1,
+        }
+    }
+}
+
+impl NearParams {
+    /// Checks the parameters a user may set: `threshold` in (0, 1], every count at least 1,
+    /// `shingle_size` at most [`MAX_SHINGLE_SIZE`] and at most [`MAX_HASHES`] hashes in all.
+    /// The message starts with the offending field's name (`"threshold: 1.5 is not in (0, 1]"`).
+    pub fn check(&self) -> Result<(), String> {
+        if !(self.threshold > 0.0 && self.threshold <= 1.0) {
+            return Err(format!("threshold: {} is not in (0, 1]", self.threshold));
+        }
+        for (name, value) in [
+            ("shingle_size", self.shingle_size),
+            ("buckets", self.buckets),
+            ("hashes_per_bucket", self.hashes_per_bucket),
+        ] {
+            if value == 0 {
+                return Err(format!("{name}: must be at least 1"));
+            }
+        }
+        if self.shingle_size > MAX_SHINGLE_SIZE {
+            return Err(format!(
+                "shingle_size: {} exceeds {MAX_SHINGLE_SIZE} words",
+                self.shingle_size
+            ));
+        }
+        if self.buckets.saturating_mul(self.hashes_per_bucket) > MAX_HASHES {
+            return Err(format!(
+                "buckets: {} buckets × {} hashes_per_bucket exceeds {MAX_HASHES} hashes",
+                self.buckets, self.hashes_per_bucket
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Why a sample is (not) the one kept of its cluster.
@@ -250,13 +306,7 @@ mod tests {
     use super::*;
 
     fn defaults() -> NearParams {
-        NearParams {
-            threshold: 0.8,
-            shingle_size: 5,
-            buckets: 14,
-            hashes_per_bucket: 8,
-            seed: 1,
-        }
+        NearParams::default()
     }
 
     #[test]
