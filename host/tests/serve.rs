@@ -151,3 +151,49 @@ fn a_full_queue_answers_429_with_retry_after() {
             .expect("runs python"),
     );
 }
+
+/// A batch survives `kill -9` of the server: restarted on the same job store, the server
+/// resumes it and the output file has every request exactly once, in input order.
+#[test]
+fn a_batch_resumes_after_the_server_is_killed() {
+    let jobs = tempfile::tempdir().expect("a temporary directory");
+    let dir = ["--jobs-dir", jobs.path().to_str().expect("a UTF-8 path")];
+    let mut server = Server::start(&dir);
+    let submitted = client_script(&server.url, &["--batch-submit", "24"])
+        .output()
+        .expect("runs python");
+    assert_ok(&submitted);
+    let id = String::from_utf8_lossy(&submitted.stdout).trim().to_owned();
+    assert!(id.starts_with("batch_"), "{id}");
+    // Kill once some results are committed and others are not.
+    let started = Instant::now();
+    loop {
+        let progress = client_script(&server.url, &["--batch-progress", &id])
+            .output()
+            .expect("runs python");
+        assert_ok(&progress);
+        let progress = String::from_utf8_lossy(&progress.stdout).trim().to_owned();
+        let done: usize = progress
+            .split(' ')
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        assert!(
+            progress.starts_with("in_progress"),
+            "finished before the kill: {progress}"
+        );
+        if done >= 2 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "{progress}");
+    }
+    server.child.kill().expect("SIGKILL"); // no drain, no goodbye
+    server.child.wait().expect("reaped");
+
+    let server = Server::start(&dir);
+    assert_ok(
+        &client_script(&server.url, &["--batch-wait", &id, "24"])
+            .output()
+            .expect("runs python"),
+    );
+}

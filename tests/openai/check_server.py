@@ -404,6 +404,58 @@ def jobs_routes():
     assert bad.status_code == 400 and "strategy.config" in bad.json()["error"]["message"], bad.text
 
 
+@check
+def batch_api_with_the_openai_client():
+    lines = [
+        {"custom_id": f"q{i}", "method": "POST", "url": "/v1/chat/completions",
+         "body": {"model": MODEL, "messages": [{"role": "user", "content": f"Count to {i + 2}."}],
+                  "max_tokens": 8, "seed": i, "temperature": 0}}
+        for i in range(5)
+    ]
+    # A request the chat route refuses goes to the error file, with its status and error body.
+    lines.append({"custom_id": "bad", "method": "POST", "url": "/v1/chat/completions",
+                  "body": {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "frobnicate": 1}})
+    data = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    uploaded = client.files.create(file=("requests.jsonl", data), purpose="batch")
+    assert uploaded.purpose == "batch" and uploaded.bytes == len(data), uploaded
+    assert client.files.retrieve(uploaded.id).filename == "requests.jsonl"
+    batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
+                                  completion_window="24h", metadata={"purpose": "test"})
+    assert batch.status in ("in_progress", "completed") and batch.request_counts.total == 6, batch
+    deadline = time.time() + 120
+    while batch.status not in ("completed", "failed", "cancelled"):
+        assert time.time() < deadline, batch
+        time.sleep(0.3)
+        batch = client.batches.retrieve(batch.id)
+    assert batch.status == "completed", batch
+    assert (batch.request_counts.completed, batch.request_counts.failed) == (5, 1), batch.request_counts
+    assert batch.metadata == {"purpose": "test"}
+    out = [json.loads(l) for l in client.files.content(batch.output_file_id).text.splitlines()]
+    assert [o["custom_id"] for o in out] == [f"q{i}" for i in range(5)], out
+    for o, line in zip(out, lines):
+        assert o["response"]["status_code"] == 200 and o["error"] is None, o
+        body = o["response"]["body"]
+        assert body["object"] == "chat.completion" and body["usage"]["completion_tokens"] <= 8, body
+        # The same request on the chat route gives the same text (same seed, greedy).
+        direct = client.chat.completions.create(**line["body"])
+        assert direct.choices[0].message.content == body["choices"][0]["message"]["content"]
+    errors = [json.loads(l) for l in client.files.content(batch.error_file_id).text.splitlines()]
+    assert len(errors) == 1 and errors[0]["custom_id"] == "bad", errors
+    assert errors[0]["response"]["status_code"] == 400
+    assert "frobnicate" in errors[0]["response"]["body"]["error"]["message"], errors
+    assert client.batches.cancel(batch.id).status == "completed"
+    assert any(b.id == batch.id for b in client.batches.list().data)
+
+    # A file whose lines do not fit the endpoint: the batch fails up front, naming the line.
+    wrong = client.files.create(file=("wrong.jsonl", (json.dumps(dict(lines[0], url="/v1/embeddings")) + "\n").encode()), purpose="batch")
+    failed = client.batches.create(input_file_id=wrong.id, endpoint="/v1/chat/completions", completion_window="24h")
+    assert failed.status == "failed" and failed.errors.data[0].line == 1, failed
+    expect_error(openai.BadRequestError, lambda: client.batches.create(
+        input_file_id=wrong.id, endpoint="/v1/embeddings", completion_window="24h"), param="endpoint")
+    expect_error(openai.NotFoundError, lambda: client.batches.retrieve("batch_nope"))
+    expect_error(openai.BadRequestError, lambda: client.files.create(file=("x.jsonl", b"{}"), purpose="fine-tune"), param="purpose")
+
+
 def say(line):
     """One whole line per write, so lines from several threads never interleave."""
     sys.stdout.write(line + "\n")
@@ -457,8 +509,48 @@ def overload(n):
     assert all(r == ("ok", 64) for r in results if r[0] != "429"), results
 
 
+def batch_submit(n):
+    """Uploads n chat requests and starts a batch on them; prints the batch id."""
+    lines = [
+        {"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions",
+         "body": {"model": "default", "messages": [{"role": "user", "content": f"Tell a story about the number {i}."}],
+                  "max_tokens": 48, "seed": i}}
+        for i in range(n)
+    ]
+    data = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    uploaded = client.files.create(file=("requests.jsonl", data), purpose="batch")
+    batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h")
+    print(batch.id, flush=True)
+
+
+def batch_wait(batch_id, n):
+    """Waits for the batch; checks that its output has every request once, in order."""
+    deadline = time.time() + 300
+    batch = client.batches.retrieve(batch_id)
+    while batch.status != "completed":
+        assert batch.status == "in_progress" and time.time() < deadline, batch
+        time.sleep(0.5)
+        batch = client.batches.retrieve(batch_id)
+    assert batch.request_counts.completed == n and batch.request_counts.failed == 0, batch
+    out = [json.loads(l) for l in client.files.content(batch.output_file_id).text.splitlines()]
+    assert [o["custom_id"] for o in out] == [f"r{i}" for i in range(n)], [o["custom_id"] for o in out]
+    assert all(o["response"]["status_code"] == 200 for o in out)
+    print(f"batch {batch_id}: {n} results", flush=True)
+
+
 def main():
     global MODEL
+    if "--batch-submit" in sys.argv:
+        batch_submit(int(sys.argv[sys.argv.index("--batch-submit") + 1]))
+        return 0
+    if "--batch-progress" in sys.argv:
+        batch = client.batches.retrieve(sys.argv[sys.argv.index("--batch-progress") + 1])
+        print(batch.status, batch.request_counts.completed, flush=True)
+        return 0
+    if "--batch-wait" in sys.argv:
+        at = sys.argv.index("--batch-wait")
+        batch_wait(sys.argv[at + 1], int(sys.argv[at + 2]))
+        return 0
     if "--load" in sys.argv:
         MODEL = "default"
         load(int(sys.argv[sys.argv.index("--load") + 1]))

@@ -11,7 +11,7 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use super::AppState;
 use super::error::ApiError;
 use super::params::Generation;
-use crate::engine::{Event, FinishReason, Priority, Request, TokenLogprob};
+use crate::engine::{Event, FinishReason, Request, TokenLogprob};
 use crate::text::TextStream;
 
 /// One sequence to run: a prompt and its choice index in the response.
@@ -106,7 +106,7 @@ impl Run {
                 stop_tokens: stop_tokens.clone(),
                 logit_bias: params.logit_bias.clone(),
                 top_logprobs,
-                priority: Priority::Interactive,
+                priority: params.priority,
             };
             let receiver = state.engine.submit(request).inspect_err(|e| {
                 if matches!(e, crate::engine::SubmitError::QueueFull { .. })

@@ -6,10 +6,12 @@
 //! - [`native`]: `/v1/generate`, `/v1/tokenize`, `/v1/detokenize`, `/healthz`, `/readyz`;
 //! - [`validate`]: `/v1/validate`, validator plugins over a batch ([`crate::validation`]);
 //! - [`jobs`]: `/v1/jobs...`, dataset jobs ([`crate::jobs`]);
+//! - [`batches`]: OpenAI's `/v1/files` and `/v1/batches` on the job store;
 //! - [`metrics`]: `/metrics` and the request-counting middleware;
 //! - [`params`]: strict request parsing; [`error`]: OpenAI-shaped errors;
 //! - [`generation`]: runs a request's choices through the engine.
 
+mod batches;
 pub mod error;
 mod generation;
 mod jobs;
@@ -45,6 +47,8 @@ pub struct AppState {
     pub validation_slots: tokio::sync::Semaphore,
     /// Dataset jobs (none when the job store could not be opened).
     pub jobs: Option<Arc<crate::jobs::Runner>>,
+    /// OpenAI-style batches running in this process.
+    pub batches: batches::Batches,
     pub metrics: Arc<Metrics>,
     /// The name `/v1/models` lists (requests may also say `default`).
     pub model_id: String,
@@ -92,6 +96,11 @@ impl AppState {
     }
 }
 
+/// Resumes the batches an earlier process left running (call on the runtime).
+pub fn resume_batches(state: &Arc<AppState>) {
+    batches::resume_all(state);
+}
+
 type Handler = axum::routing::MethodRouter<Arc<AppState>>;
 
 /// Every route as (path, method, handler); `/openapi.json` describes exactly these.
@@ -123,6 +132,18 @@ fn routes() -> Vec<(&'static str, &'static str, Handler)> {
         ("/v1/jobs/{id}/records", "get", get(jobs::records)),
         ("/v1/jobs/{id}/card", "get", get(jobs::card)),
         ("/v1/jobs/{id}/cancel", "post", post(jobs::cancel)),
+        (
+            "/v1/files",
+            "post",
+            post(batches::upload).layer(DefaultBodyLimit::max(batches::MAX_FILE_BYTES)),
+        ),
+        ("/v1/files", "get", get(batches::list_files)),
+        ("/v1/files/{id}", "get", get(batches::file)),
+        ("/v1/files/{id}/content", "get", get(batches::file_content)),
+        ("/v1/batches", "post", post(batches::create)),
+        ("/v1/batches", "get", get(batches::list)),
+        ("/v1/batches/{id}", "get", get(batches::get)),
+        ("/v1/batches/{id}/cancel", "post", post(batches::cancel)),
         ("/healthz", "get", get(native::healthz)),
         ("/readyz", "get", get(native::readyz)),
         ("/metrics", "get", get(render_metrics)),

@@ -46,6 +46,41 @@ pub async fn chat_completions(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
+    let prepared = prepare_chat(&state, &body)?;
+    respond(state, &headers, prepared, started).await
+}
+
+/// One chat completion of a batch (`/v1/batches`): the same checks and answer as the route,
+/// not streamed, at background priority, charged to `client`.
+pub async fn batch_chat_completion(
+    state: &Arc<AppState>,
+    client: &str,
+    body: &[u8],
+) -> Result<Value, ApiError> {
+    let started = Instant::now();
+    let mut prepared = prepare_chat(state, body)?;
+    if prepared.params.stream {
+        return Err(ApiError::invalid(
+            "stream",
+            "batch requests are not streamed",
+        ));
+    }
+    prepared.params.priority = crate::engine::Priority::Background;
+    let count = prepared.specs.len();
+    let specs = std::mem::take(&mut prepared.specs);
+    let run = Run::start(
+        state,
+        client,
+        specs,
+        &prepared.params,
+        prepared.top_logprobs,
+        started,
+    )?;
+    collect_json(run, meta(state, &prepared), count).await
+}
+
+/// Reads and checks a chat request, tokenizes its rendered messages.
+fn prepare_chat(state: &AppState, body: &[u8]) -> Result<Prepared, ApiError> {
     let mut keys = GENERATION_KEYS.to_vec();
     keys.extend([
         "messages",
@@ -53,7 +88,7 @@ pub async fn chat_completions(
         "logprobs",
         "top_logprobs",
     ]);
-    let mut body = Body::parse(&body, &keys)?;
+    let mut body = Body::parse(body, &keys)?;
     let model = state.check_model(&body.require::<String>("model")?)?;
     let messages = read_messages(body.require("messages")?)?;
     let params = Generation::read(&mut body, &["max_tokens", "max_completion_tokens"])?;
@@ -70,8 +105,7 @@ pub async fn chat_completions(
         .tokenizers
         .with_any(|t| t.apply_chat_template(&messages, true))?;
     let ids = state.tokenizers.with_any(|t| t.encode(&text, true, true))?;
-    let prepared = prepare(&state, Flavor::Chat, vec![ids], params, top_logprobs, model)?;
-    respond(state, &headers, prepared, started).await
+    prepare(state, Flavor::Chat, vec![ids], params, top_logprobs, model)
 }
 
 pub async fn completions(
@@ -335,27 +369,33 @@ struct Collected {
 async fn respond(
     state: Arc<AppState>,
     headers: &HeaderMap,
-    p: Prepared,
+    mut p: Prepared,
     started: Instant,
 ) -> Result<Response, ApiError> {
     let client = state.client_of(headers);
     let count = p.specs.len();
-    let run = Run::start(&state, &client, p.specs, &p.params, p.top_logprobs, started)?;
-    let meta = Meta {
+    let specs = std::mem::take(&mut p.specs);
+    let run = Run::start(&state, &client, specs, &p.params, p.top_logprobs, started)?;
+    let meta = meta(&state, &p);
+    if p.params.stream {
+        return Ok(stream(run, meta, p.params.include_usage));
+    }
+    Ok(Json(collect_json(run, meta, count).await?).into_response())
+}
+
+/// What every chunk or answer of a prepared request carries.
+fn meta(state: &AppState, p: &Prepared) -> Meta {
+    Meta {
         id: format!("{}-{:016x}", p.flavor.id_prefix(), fresh_seed()),
         created: unix_now(),
-        model: p.model,
+        model: p.model.clone(),
         fingerprint: state.fingerprint.clone(),
         seed: p.seed,
         flavor: p.flavor,
         logprobs: p.top_logprobs.is_some(),
         prompt_tokens: p.prompt_tokens,
         truncated_tokens: p.params.truncate_prompt.then_some(p.truncated_tokens),
-    };
-    if p.params.stream {
-        return Ok(stream(run, meta, p.params.include_usage));
     }
-    collect(run, meta, count).await
 }
 
 impl Flavor {
@@ -496,7 +536,7 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-async fn collect(mut run: Run, meta: Meta, count: usize) -> Result<Response, ApiError> {
+async fn collect_json(mut run: Run, meta: Meta, count: usize) -> Result<Value, ApiError> {
     let mut out = vec![Collected::default(); count];
     while let Some(update) = run.next().await {
         match update? {
@@ -534,7 +574,7 @@ async fn collect(mut run: Run, meta: Meta, count: usize) -> Result<Response, Api
         .collect();
     let mut body = meta.envelope(false, choices.into());
     body["usage"] = meta.usage(completion_tokens);
-    Ok(Json(body).into_response())
+    Ok(body)
 }
 
 /// Streams the run as server-sent events. The run lives in its own task; when the client goes

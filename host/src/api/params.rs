@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 use textnlp_kernels::cpu::sampling::SamplingParams;
 
 use super::error::ApiError;
+use crate::engine::Priority;
 
 /// A JSON object body being taken apart.
 pub struct Body(Map<String, Value>);
@@ -135,6 +136,8 @@ pub struct Generation {
     pub truncate_prompt: bool,
     pub stream: bool,
     pub include_usage: bool,
+    /// Interactive for API calls; batch requests run in the background.
+    pub priority: Priority,
 }
 
 impl Generation {
@@ -197,6 +200,7 @@ impl Generation {
             truncate_prompt,
             stream,
             include_usage,
+            priority: Priority::Interactive,
         })
     }
 }

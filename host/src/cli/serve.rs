@@ -136,6 +136,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         tokenizers,
         validators: Arc::clone(&validators),
         jobs: start_jobs(&args, runtime, access, validators),
+        batches: Default::default(),
         validation_slots: tokio::sync::Semaphore::new(VALIDATION_SLOTS),
         metrics: Metrics::new(),
         model_id,
@@ -178,6 +179,7 @@ async fn serve(state: Arc<AppState>, addr: SocketAddr, grace: Duration) -> Resul
     tracing::info!(model = %state.model_id, fingerprint = %state.fingerprint, "serving");
     tracing::info!("listening on http://{}", listener.local_addr()?);
     warm_up(&state).await?;
+    crate::api::resume_batches(&state);
     let app = router(Arc::clone(&state));
     let stopping = Arc::new(tokio::sync::Notify::new());
     let on_signal = {

@@ -138,6 +138,95 @@ impl Store {
     }
 }
 
+/// Plain storage for the OpenAI-compatible file and batch objects (`/v1/files`,
+/// `/v1/batches`), which run on the same database and durability rules as jobs.
+impl Store {
+    /// Writes `value` under `key` in `tree` and flushes.
+    pub fn put_object<T: Serialize>(
+        &self,
+        tree: &str,
+        key: &str,
+        value: &T,
+    ) -> Result<(), StoreError> {
+        self.db
+            .open_tree(tree)?
+            .insert(key.as_bytes(), encode(value))?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    pub fn object<T: for<'de> Deserialize<'de>>(
+        &self,
+        tree: &str,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
+        self.db
+            .open_tree(tree)?
+            .get(key.as_bytes())?
+            .map(|bytes| decode(tree, &bytes))
+            .transpose()
+    }
+
+    /// Every object of `tree`, in key order.
+    pub fn objects<T: for<'de> Deserialize<'de>>(&self, tree: &str) -> Result<Vec<T>, StoreError> {
+        self.db
+            .open_tree(tree)?
+            .iter()
+            .map(|entry| decode(tree, &entry?.1))
+            .collect()
+    }
+
+    /// Stores bytes (a file's content) and flushes.
+    pub fn put_bytes(&self, tree: &str, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        self.db.open_tree(tree)?.insert(key.as_bytes(), bytes)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    pub fn bytes(&self, tree: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .db
+            .open_tree(tree)?
+            .get(key.as_bytes())?
+            .map(|b| b.to_vec()))
+    }
+
+    /// Commits one numbered result (a batch line) and flushes before it may be counted.
+    pub fn put_result<T: Serialize>(
+        &self,
+        tree: &str,
+        index: u64,
+        value: &T,
+    ) -> Result<(), StoreError> {
+        self.db
+            .open_tree(tree)?
+            .insert(index.to_be_bytes(), encode(value))?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Every numbered result of `tree`, by number.
+    pub fn results<T: for<'de> Deserialize<'de>>(
+        &self,
+        tree: &str,
+    ) -> Result<Vec<(u64, T)>, StoreError> {
+        self.db
+            .open_tree(tree)?
+            .iter()
+            .map(|entry| {
+                let (key, value) = entry?;
+                let index = u64::from_be_bytes(key.as_ref().try_into().map_err(|_| {
+                    StoreError::Corrupt {
+                        tree: tree.to_owned(),
+                        message: "a key is not a record number".into(),
+                    }
+                })?);
+                Ok((index, decode(tree, &value)?))
+            })
+            .collect()
+    }
+}
+
 fn decisions_tree(id: &str) -> String {
     format!("decisions:{id}")
 }
