@@ -367,3 +367,146 @@ fn the_magpie_example_elicits_instructions_from_the_user_prefix() {
         );
     }
 }
+
+/// A mock OpenAI-compatible server: answers every chat with a text derived from its last user
+/// message, and refuses requests without the expected key.
+struct MockApi {
+    addr: std::net::SocketAddr,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+const MOCK_KEY: &str = "sk-jobs-test-91c2";
+
+impl MockApi {
+    fn start() -> MockApi {
+        use axum::http::{HeaderMap, StatusCode};
+        use axum::response::IntoResponse;
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let log = std::sync::Arc::clone(&seen);
+        let app = axum::Router::new().route(
+            "/v1/chat/completions",
+            axum::routing::post(move |headers: HeaderMap, body: String| {
+                let log = std::sync::Arc::clone(&log);
+                async move {
+                    let request: Value = serde_json::from_str(&body).unwrap();
+                    let authorized = headers.get("authorization").and_then(|v| v.to_str().ok())
+                        == Some(&format!("Bearer {MOCK_KEY}"));
+                    log.lock().unwrap().push(request.clone());
+                    if !authorized {
+                        let error = serde_json::json!({"error": {"message": "bad key", "type": "invalid_request_error"}});
+                        return (StatusCode::UNAUTHORIZED, axum::Json(error)).into_response();
+                    }
+                    let user = request["messages"].as_array().unwrap().last().unwrap()["content"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned();
+                    axum::Json(serde_json::json!({
+                        "id": "chatcmpl-mock", "object": "chat.completion", "created": 0,
+                        "model": request["model"],
+                        "choices": [{"index": 0, "finish_reason": "stop",
+                                     "message": {"role": "assistant", "content": format!("mock answer to: {user}")}}],
+                        "usage": {"prompt_tokens": 7, "completion_tokens": 5, "total_tokens": 12},
+                    }))
+                    .into_response()
+                }
+            }),
+        );
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        runtime.spawn(async move { axum::serve(listener, app).await.unwrap() });
+        MockApi {
+            addr,
+            seen,
+            _runtime: runtime,
+        }
+    }
+}
+
+/// `model: provider:openai/MODEL`: the strategy generates through the `openai` provider plugin
+/// (the key added by the host from `TEXTNLP_API_KEY_OPENAI`), validators still run locally, and
+/// the card names the provider.
+#[test]
+fn a_job_generates_through_a_provider_model() {
+    let mock = MockApi::start();
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write(
+        dir.path(),
+        "remote.yaml",
+        &format!(
+            r#"
+name: remote
+model: provider:openai/mock-model
+provider:
+  config: {{base_url: "http://{addr}/v1", models: [mock-model]}}
+  hosts: ["{addr}"]
+strategy:
+  plugin: template
+  config: {{template: "Describe {{{{ thing }}}}.", variables: {{thing: [rain, snow, fog, wind]}}}}
+records: 4
+validators:
+  - {{plugin: length, config: {{min: 3}}}}
+dedup: {{near: null}}
+"#,
+            addr = mock.addr
+        ),
+    );
+    let run = |key: Option<&str>, out: &str| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_textnlp"));
+        command
+            .args(["job", "--jobs-dir"])
+            .arg(dir.path().join(format!("db-{out}")))
+            .arg("run")
+            .arg(&spec)
+            .args(["--no-progress", "--out"])
+            .arg(dir.path().join(out))
+            .env_remove("TEXTNLP_API_KEY_OPENAI");
+        if let Some(key) = key {
+            command.env("TEXTNLP_API_KEY_OPENAI", key);
+        }
+        command.output().unwrap()
+    };
+
+    let output = run(Some(MOCK_KEY), "out");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let records = jsonl(&dir.path().join("out/remote.jsonl"));
+    let things: Vec<&str> = records
+        .iter()
+        .map(|r| r["metadata"]["thing"].as_str().unwrap())
+        .collect();
+    assert_eq!(things, ["rain", "snow", "fog", "wind"]);
+    for record in &records {
+        let thing = record["metadata"]["thing"].as_str().unwrap();
+        assert_eq!(
+            record["completion"],
+            format!("mock answer to: Describe {thing}.")
+        );
+        assert_eq!(record["validation"]["length"]["keep"], true);
+    }
+    let seen = mock.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 4);
+    assert!(seen.iter().all(|r| r["model"] == "mock-model"), "{seen:?}");
+    let card: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("out/dataset-card.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(card["model"]["generated_by"], "provider:openai/mock-model");
+    assert_eq!(card["plugins"]["provider"]["name"], "openai");
+    assert_eq!(card["usage"]["completion_tokens"], 20);
+
+    // Without the key the remote API refuses, and the job fails saying so.
+    let output = run(None, "nokey");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("unauthorized") || stderr.contains("401"),
+        "{stderr}"
+    );
+}

@@ -400,6 +400,10 @@ def jobs_routes():
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "records", bad.text
     bad = httpx.post(URL + "/v1/jobs", json=dict(spec, strategy=dict(spec["strategy"], files={"x": "/etc/passwd"})))
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "strategy.files", bad.text
+    # Network grants are the operator's: a spec cannot give its provider hosts on the server.
+    bad = httpx.post(URL + "/v1/jobs", json=dict(spec, name="remote", model="provider:openai/gpt-x",
+                                                 provider={"config": {"base_url": "http://10.0.0.1/v1"}, "hosts": ["10.0.0.1"]}))
+    assert bad.status_code == 400 and "operator" in bad.json()["error"]["message"], bad.text
     bad = httpx.post(URL + "/v1/jobs", json=dict(spec, name="other", strategy={"plugin": "template", "config": {"mode": "x"}}))
     assert bad.status_code == 400 and "strategy.config" in bad.json()["error"]["message"], bad.text
 

@@ -238,7 +238,7 @@ fn job_error(e: JobError) -> ApiError {
     match e {
         JobError::Spec(e) => spec_error(e),
         JobError::NotFound(id) => ApiError::not_found(format!("no job `{id}`")),
-        JobError::Strategy { .. } | JobError::Validation(_) => {
+        JobError::Strategy { .. } | JobError::Provider { .. } | JobError::Validation(_) => {
             ApiError::bad_request("invalid_spec", e.to_string())
         }
         JobError::Final { .. } | JobError::Running(_) => {

@@ -138,14 +138,18 @@ fn run_job(store: Store, args: RunArgs) -> Result<()> {
     let runtime = PluginRuntime::new().context("starting the plugin runtime")?;
     let catalog = Arc::new(Catalog::discover(runtime.clone(), Some(Arc::clone(&model))));
     let tokenizer = plugin_ref(&args.model.tokenizer_path())?;
-    let runner = Arc::new(Runner::new(
-        store,
-        runtime,
-        model,
-        Arc::clone(&catalog),
-        &args.model.model_path(),
-        tokenizer,
-    )?);
+    // The CLI's user is the operator: a spec may grant its provider network hosts.
+    let runner = Arc::new(
+        Runner::new(
+            store,
+            runtime,
+            model,
+            Arc::clone(&catalog),
+            &args.model.model_path(),
+            tokenizer,
+        )?
+        .allowing_spec_hosts(),
+    );
     // The card's corpus metrics may need the model: export before the engine stops.
     let exported = generate(&runner, spec, args.no_progress).and_then(|job| {
         let records = export::records(runner.store(), &job)?;

@@ -79,6 +79,10 @@ pub struct Provenance {
     pub validators: Vec<PluginRef>,
     /// The tokenizer plugin that rendered and tokenized the prompts.
     pub tokenizer: PluginRef,
+    /// For `provider:NAME/MODEL` jobs: the provider plugin that reached the remote model
+    /// (the local model file then served only the validators).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<PluginRef>,
     /// textnlp's version.
     pub host: String,
 }

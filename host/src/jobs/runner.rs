@@ -26,8 +26,8 @@ use crate::plugins::registry::{self, SHARED};
 use crate::plugins::strategy::{ExpandRequest, Outcome, RecordRequest};
 use crate::plugins::validator::Sample;
 use crate::plugins::{
-    GrantRequest, InstanceSpec, Limits, Manifest, ModelAccess, PluginKind, PluginRuntime, Registry,
-    StrategyPlugin, TokenUsage,
+    Credential, GrantRequest, Grants, InstanceSpec, Limits, Manifest, ModelAccess, PluginKind,
+    PluginRuntime, ProviderPlugin, Registry, RemoteModel, StrategyPlugin, TokenUsage,
 };
 use crate::validation::{self, Action, Catalog, ValidationError};
 
@@ -48,6 +48,8 @@ pub enum JobError {
     NotFound(String),
     #[error("strategy `{name}`: {message}")]
     Strategy { name: String, message: String },
+    #[error("provider `{name}`: {message}")]
+    Provider { name: String, message: String },
     #[error(transparent)]
     Validation(#[from] ValidationError),
     #[error("model file {path}: {message}")]
@@ -85,6 +87,8 @@ pub struct Runner {
     catalog: Arc<Catalog>,
     provenance: Provenance,
     running: Mutex<BTreeMap<String, Running>>,
+    /// Whether specs may grant their provider network hosts (the CLI).
+    spec_hosts: bool,
 }
 
 /// A job running in this process: how to stop it and where it stands.
@@ -148,6 +152,7 @@ impl Runner {
             catalog,
             provenance,
             running: Mutex::new(BTreeMap::new()),
+            spec_hosts: false,
         })
     }
 
@@ -172,6 +177,20 @@ impl Runner {
         let mut provenance = self.provenance.clone();
         provenance.strategy = strategy.reference.clone();
         provenance.validators = self.check_validators(&spec)?;
+        if let Some((name, _)) = spec.remote_model() {
+            let (manifest, wasm, _) =
+                find_component(PluginKind::Provider, name).map_err(|message| {
+                    JobError::Provider {
+                        name: name.to_owned(),
+                        message,
+                    }
+                })?;
+            provenance.provider = Some(PluginRef {
+                name: manifest.name,
+                version: manifest.version,
+                sha256: registry::sha256_hex(&wasm),
+            });
+        }
         let job = Job {
             id,
             spec,
@@ -320,18 +339,11 @@ impl Runner {
             name: name.clone(),
             message,
         };
-        let (manifest, wasm) = find_strategy(name).map_err(failed)?;
-        let grants = registry::grant(
-            &manifest,
-            &GrantRequest {
-                requested: true,
-                ..GrantRequest::default()
-            },
-        )
-        .map_err(|e| failed(e.to_string()))?;
+        let (manifest, wasm, grants) =
+            find_component(PluginKind::Strategy, name).map_err(failed)?;
         let mut instance = InstanceSpec::new(SHARED, name, grants.limits(&Limits::default()));
         if grants.model {
-            instance.model = Some(Arc::clone(&self.model));
+            instance.model = Some(self.model_for(spec)?);
         }
         let plugin = StrategyPlugin::new(&self.runtime, &wasm, instance, MAX_IDLE)
             .map_err(|e| failed(e.to_string()))?;
@@ -354,6 +366,54 @@ impl Runner {
             plugin,
             config,
         })
+    }
+
+    /// The model a job's strategy generates with: the host's, or the spec's provider model.
+    fn model_for(&self, spec: &Spec) -> Result<Arc<ModelAccess>, JobError> {
+        let Some((name, model)) = spec.remote_model() else {
+            return Ok(Arc::clone(&self.model));
+        };
+        let failed = |message: String| JobError::Provider {
+            name: name.to_owned(),
+            message,
+        };
+        let (_, wasm, mut grants) = find_component(PluginKind::Provider, name).map_err(failed)?;
+        let settings = spec.provider.clone().unwrap_or_default();
+        if !settings.hosts.is_empty() {
+            if !self.spec_hosts {
+                return Err(failed(
+                    "provider.hosts: this server takes network grants from its operator \
+                     (`textnlp plugin add --grant-host`), not from specs"
+                        .into(),
+                ));
+            }
+            grants.outbound_hosts.extend(settings.hosts.iter().cloned());
+        }
+        // The key stays with the host: the plugin sees only its settings.
+        let key_var = format!("TEXTNLP_API_KEY_{}", name.to_uppercase().replace('-', "_"));
+        let credential = match std::env::var(&key_var) {
+            Ok(key) => Some(
+                Credential::bearer(&key)
+                    .map_err(|_| failed(format!("{key_var} is not a valid header value")))?,
+            ),
+            Err(_) => None,
+        };
+        let mut instance = InstanceSpec::new(SHARED, name, grants.limits(&Limits::default()));
+        instance.config = Value::Object(settings.config).to_string();
+        instance.egress = grants.egress(credential);
+        let provider = ProviderPlugin::new(&self.runtime, &wasm, instance, MAX_IDLE)
+            .map_err(|e| failed(e.to_string()))?;
+        Ok(Arc::new(self.model.with_remote(RemoteModel {
+            provider: Arc::new(provider),
+            model: model.to_owned(),
+        })))
+    }
+
+    /// Lets specs add network hosts for their provider (`provider.hosts`): for the CLI, whose
+    /// user is the operator; never for the server.
+    pub fn allowing_spec_hosts(mut self) -> Self {
+        self.spec_hosts = true;
+        self
     }
 
     /// Every validator of `spec` exists and accepts its settings (a run over no samples).
@@ -1087,9 +1147,10 @@ fn sha256_file(path: &Path) -> std::io::Result<String> {
         .collect())
 }
 
-/// The strategy component called `name`: a first-party one in the plugins directory, else
-/// the registry's shared one.
-fn find_strategy(name: &str) -> Result<(Manifest, Vec<u8>), String> {
+/// The component of `kind` called `name` with its grants: a first-party one in the plugins
+/// directory (granted what its manifest asks), else the registry's shared one (granted what
+/// the operator approved).
+fn find_component(kind: PluginKind, name: &str) -> Result<(Manifest, Vec<u8>, Grants), String> {
     if let Ok(listing) = std::fs::read_dir(paths::plugins_dir()) {
         let mut files: Vec<_> = listing
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -1101,10 +1162,15 @@ fn find_strategy(name: &str) -> Result<(Manifest, Vec<u8>), String> {
                 continue;
             };
             if let Ok(manifest) = Manifest::from_component(&wasm)
-                && manifest.kind == PluginKind::Strategy
+                && manifest.kind == kind
                 && manifest.name == name
             {
-                return Ok((manifest, wasm));
+                let requested = GrantRequest {
+                    requested: true,
+                    ..GrantRequest::default()
+                };
+                let grants = registry::grant(&manifest, &requested).map_err(|e| e.to_string())?;
+                return Ok((manifest, wasm, grants));
             }
         }
     }
@@ -1113,13 +1179,13 @@ fn find_strategy(name: &str) -> Result<(Manifest, Vec<u8>), String> {
         && let Ok(entries) = registry.list(SHARED)
         && let Some(entry) = entries
             .into_iter()
-            .find(|e| e.kind == PluginKind::Strategy && e.name == name)
+            .find(|e| e.kind == kind && e.name == name)
         && let Ok(Some(wasm)) = registry.component(&entry.sha256)
     {
-        return Ok((entry.manifest, wasm));
+        return Ok((entry.manifest, wasm, entry.grants));
     }
     Err(format!(
-        "no strategy plugin `{name}` (not in {} nor installed; run scripts/setup.sh or `textnlp plugin add`)",
+        "no {kind} plugin `{name}` (not in {} nor installed; run scripts/setup.sh or `textnlp plugin add`)",
         paths::plugins_dir().display()
     ))
 }

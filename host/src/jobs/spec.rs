@@ -32,9 +32,14 @@ pub struct Spec {
     pub name: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
-    /// `local` (the host's model) or `provider:NAME/MODEL` (a provider plugin).
+    /// `local` (the host's model) or `provider:NAME/MODEL`: MODEL of the remote API behind
+    /// provider plugin NAME (e.g. `provider:openai/gpt-4o-mini`). Strategies then generate
+    /// through it (chats only); validators keep using the local model.
     #[serde(default = "local_model")]
     pub model: String,
+    /// The provider plugin's settings and network grants, for `provider:` models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<ProviderSpec>,
     pub strategy: StrategySpec,
     /// How many records the dataset must have (accepted ones: rejected and duplicate
     /// candidates do not count).
@@ -59,6 +64,21 @@ pub struct Spec {
 
 fn local_model() -> String {
     "local".into()
+}
+
+/// How a `provider:` model is reached. The API key is never in the spec: the host reads it
+/// from `TEXTNLP_API_KEY_<NAME>` (upper case, `-` as `_`) and adds it to allowed requests.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSpec {
+    /// The provider plugin's settings (for `openai`: `base_url`, `models`).
+    #[serde(default)]
+    pub config: Map<String, Value>,
+    /// `host` or `host:port` entries the provider may reach besides those an operator
+    /// granted. Honoured by `textnlp job run` (whose user is the operator), refused by the
+    /// server.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
 }
 
 /// The strategy plugin that produces candidate records.
@@ -311,22 +331,7 @@ impl Spec {
                 format!("`{}` must match [a-z0-9][a-z0-9-]{{0,63}}", self.name),
             ));
         }
-        if self.model != "local" {
-            let provider = self
-                .model
-                .strip_prefix("provider:")
-                .and_then(|p| p.split_once('/'));
-            return Err(SpecError::field(
-                "model",
-                match provider {
-                    Some(_) => "provider models are not supported by jobs yet; use `local`".into(),
-                    None => format!(
-                        "`{}` is neither `local` nor `provider:NAME/MODEL`",
-                        self.model
-                    ),
-                },
-            ));
-        }
+        self.check_model()?;
         if !(1..=MAX_RECORDS).contains(&self.records) {
             return Err(SpecError::field(
                 "records",
@@ -368,6 +373,33 @@ impl Spec {
             }
         }
         Ok(())
+    }
+
+    /// `(provider, model)` of a `provider:NAME/MODEL` model; none for `local`.
+    pub fn remote_model(&self) -> Option<(&str, &str)> {
+        self.model.strip_prefix("provider:")?.split_once('/')
+    }
+
+    fn check_model(&self) -> Result<(), SpecError> {
+        if self.model == "local" {
+            return match self.provider {
+                None => Ok(()),
+                Some(_) => Err(SpecError::field(
+                    "provider",
+                    "is only for `provider:NAME/MODEL` models",
+                )),
+            };
+        }
+        match self.remote_model() {
+            Some((name, model)) if valid_name(name) && !model.is_empty() => Ok(()),
+            _ => Err(SpecError::field(
+                "model",
+                format!(
+                    "`{}` is neither `local` nor `provider:NAME/MODEL`",
+                    self.model
+                ),
+            )),
+        }
     }
 
     /// The values to balance over: the spec's, or the strategy's `labels`.
@@ -567,6 +599,8 @@ mod tests {
                 "generation.concurrency",
             ),
             (format!("{MINIMAL}model: gpt-4\n"), "model"),
+            (format!("{MINIMAL}model: provider:/gpt-4\n"), "model"),
+            (format!("{MINIMAL}provider: {{config: {{}}}}\n"), "provider"),
             (
                 format!("{MINIMAL}balance: {{field: label}}\n"),
                 "balance.values",

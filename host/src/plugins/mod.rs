@@ -33,7 +33,7 @@ pub use egress::{Credential, Egress};
 pub use error::{PluginError, TrapKind};
 pub use kind::PluginKind;
 pub use manifest::{Capabilities, Manifest, ManifestError};
-pub use model::{GenerationPolicy, ModelAccess, TokenUsage};
+pub use model::{GenerationPolicy, ModelAccess, RemoteModel, TokenUsage};
 pub use provider::ProviderPlugin;
 pub use registry::{Entry, GrantRequest, Grants, Registry, RegistryError};
 pub use runtime::{InstanceSpec, Limits, PluginRuntime};

@@ -19,17 +19,28 @@ use crate::engine::{
     EngineHandle, Event, FinishReason, Priority, Request, SessionError, SessionHandle, SubmitError,
     fresh_seed, recv_until, token_logprob,
 };
-use crate::plugins::PluginError;
+use crate::plugins::provider::ChatRequest;
+use crate::plugins::{PluginError, ProviderPlugin};
 use crate::text::{TextStream, TokenizerPool};
 
 /// Sessions one plugin instance may hold open at once; each may reserve KV memory.
 const MAX_SESSIONS: usize = 8;
 
-/// What a plugin instance with model access talks to.
+/// What a plugin instance with model access talks to: the host's model, or (for a dataset
+/// job on `provider:NAME/MODEL`) a remote model behind a provider plugin, which serves
+/// `generate` on chats only.
 pub struct ModelAccess {
     engine: EngineHandle,
     tokenizers: Arc<TokenizerPool>,
     id: String,
+    remote: Option<RemoteModel>,
+}
+
+/// A model of a remote API, reached through a provider plugin.
+#[derive(Clone)]
+pub struct RemoteModel {
+    pub provider: Arc<ProviderPlugin>,
+    pub model: String,
 }
 
 /// How one plugin call's model requests run: a dataset job's background priority and the
@@ -77,7 +88,62 @@ impl ModelAccess {
             engine,
             tokenizers,
             id,
+            remote: None,
         }
+    }
+
+    /// The same host, with `generate` served by `remote` instead of the local model.
+    pub fn with_remote(&self, remote: RemoteModel) -> ModelAccess {
+        ModelAccess {
+            engine: self.engine.clone(),
+            tokenizers: Arc::clone(&self.tokenizers),
+            id: remote.model.clone(),
+            remote: Some(remote),
+        }
+    }
+
+    /// A completion of a chat by the remote model.
+    fn generate_remote(
+        &self,
+        remote: &RemoteModel,
+        request: wit::GenerationRequest,
+        policy: &GenerationPolicy,
+    ) -> Result<wit::Completion, wit::Error> {
+        let wit::Prompt::Chat(messages) = request.prompt else {
+            return Err(wit::Error::Unavailable(format!(
+                "the provider model `{}` takes chats; raw-text prompts need the local model",
+                remote.model
+            )));
+        };
+        let chat = ChatRequest {
+            model: remote.model.clone(),
+            messages,
+            max_tokens: Some(request.max_tokens),
+            temperature: Some(request.temperature.max(0.0)),
+            top_p: Some(request.top_p),
+            seed: request.seed,
+            stop: request.stop,
+        };
+        let answer = remote
+            .provider
+            .complete(&chat)
+            .map_err(|e| wit::Error::Failed(e.to_string()))?;
+        let usage = answer.usage.unwrap_or(crate::plugins::provider::Usage {
+            prompt_tokens: 0,
+            completion_tokens: 0,
+        });
+        if let Some(counter) = &policy.usage {
+            counter.add(usage.prompt_tokens, usage.completion_tokens);
+        }
+        Ok(wit::Completion {
+            text: answer.text,
+            finish_reason: match answer.finish_reason.as_str() {
+                "length" => wit::FinishReason::Length,
+                _ => wit::FinishReason::Stop,
+            },
+            prompt_tokens: usage.prompt_tokens,
+            completion_tokens: usage.completion_tokens,
+        })
     }
 
     fn info(&self) -> wit::ModelInfo {
@@ -118,6 +184,9 @@ impl ModelAccess {
         deadline: Instant,
     ) -> Result<Result<wit::Completion, wit::Error>, Trap> {
         policy.apply(&mut request);
+        if let Some(remote) = &self.remote {
+            return Ok(self.generate_remote(remote, request, &policy));
+        }
         let prompt = match self.prompt_ids(&request.prompt) {
             Ok(ids) => ids,
             Err(e) => return Ok(Err(e)),
@@ -288,6 +357,20 @@ impl PluginState {
         })
     }
 
+    /// The local model, for everything but `generate` (a remote model has no tokenizer,
+    /// template or KV cache here).
+    fn local_model(&self) -> Result<&Arc<ModelAccess>, wit::Error> {
+        let model = self.model()?;
+        match &model.remote {
+            None => Ok(model),
+            Some(remote) => Err(wit::Error::Unavailable(format!(
+                "this job's model is `{}` behind provider `{}`: only `generate` (on chats) is available",
+                remote.model,
+                remote.provider.pool().name()
+            ))),
+        }
+    }
+
     /// Whom model work is charged to in the engine's fair queue.
     fn client(&self) -> String {
         format!("plugin:{}/{}", self.tenant(), self.name())
@@ -296,7 +379,7 @@ impl PluginState {
 
 impl wit::Host for PluginState {
     fn info(&mut self) -> wasmtime::Result<Result<wit::ModelInfo, wit::Error>> {
-        Ok(self.model().map(|m| m.info()))
+        Ok(self.local_model().map(|m| m.info()))
     }
 
     fn tokenize(
@@ -304,11 +387,13 @@ impl wit::Host for PluginState {
         text: String,
         add_special: bool,
     ) -> wasmtime::Result<Result<Vec<u32>, wit::Error>> {
-        Ok(self.model().and_then(|m| m.tokenize(&text, add_special)))
+        Ok(self
+            .local_model()
+            .and_then(|m| m.tokenize(&text, add_special)))
     }
 
     fn detokenize(&mut self, tokens: Vec<u32>) -> wasmtime::Result<Result<String, wit::Error>> {
-        Ok(self.model().and_then(|m| m.detokenize(&tokens)))
+        Ok(self.local_model().and_then(|m| m.detokenize(&tokens)))
     }
 
     fn generate(
@@ -333,14 +418,14 @@ impl wit::Host for PluginState {
         add_generation_prompt: bool,
     ) -> wasmtime::Result<Result<String, wit::Error>> {
         Ok(self
-            .model()
+            .local_model()
             .and_then(|m| m.render_chat(&messages, add_generation_prompt)))
     }
 }
 
 impl wit::HostSession for PluginState {
     fn open(&mut self, capacity: u32) -> wasmtime::Result<Result<Resource<Session>, wit::Error>> {
-        let model = match self.model() {
+        let model = match self.local_model() {
             Ok(model) => Arc::clone(model),
             Err(e) => return Ok(Err(e)),
         };
