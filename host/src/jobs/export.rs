@@ -138,28 +138,12 @@ pub fn corpus_metrics(
     records: &[(u64, Record)],
 ) -> Map<String, Value> {
     let mut metrics = Map::new();
-    let mut runs: BTreeMap<&str, usize> = BTreeMap::new();
-    for v in &job.spec.validators {
-        let run = runs.entry(&v.plugin).or_default();
-        *run += 1;
-        let label = match *run {
-            1 => v.plugin.clone(),
-            n => format!("{}#{n}", v.plugin),
-        };
+    for (label, v) in job.spec.labelled_validators() {
         let samples = records
             .iter()
             .map(|(_, r)| Sample {
                 text: r.completion.clone(),
-                references: v
-                    .references
-                    .as_ref()
-                    .and_then(|f| r.metadata.get(f))
-                    .map(|value| match value {
-                        Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    })
-                    .into_iter()
-                    .collect(),
+                references: v.references(&r.metadata),
             })
             .collect();
         let step = Step {

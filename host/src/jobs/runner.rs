@@ -449,8 +449,8 @@ impl Runner {
             .filter(|c| c.index >= decider.frontier)
             .map(|c| (c.index, c))
             .collect();
-        if decider.finished(&job.spec).is_some() {
-            return Ok(decider.finished(&job.spec).expect("checked"));
+        if let Some(state) = decider.finished(&job.spec) {
+            return Ok(state);
         }
         let shared = Arc::new(Shared::new(job, &decider, &pending));
         let (results, received) = mpsc::channel();
@@ -813,27 +813,10 @@ impl Work {
             validation: Map::new(),
         };
         let mut dropped_by = None;
-        let mut runs: BTreeMap<&str, usize> = BTreeMap::new();
-        for v in &self.spec.validators {
-            let run = runs.entry(&v.plugin).or_default();
-            *run += 1;
-            let label = match *run {
-                1 => v.plugin.clone(),
-                n => format!("{}#{n}", v.plugin),
-            };
-            let references = v
-                .references
-                .as_ref()
-                .and_then(|field| record.metadata.get(field))
-                .map(|value| match value {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                })
-                .into_iter()
-                .collect();
+        for (label, v) in self.spec.labelled_validators() {
             let sample = Sample {
                 text: record.completion.clone(),
-                references,
+                references: v.references(&record.metadata),
             };
             let report = validation::validate(&self.catalog, &[v.step()], vec![sample])
                 .map_err(|e| format!("record {index}: validator `{label}`: {e}"))?;

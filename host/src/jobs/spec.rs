@@ -165,6 +165,21 @@ pub struct ValidatorSpec {
 }
 
 impl ValidatorSpec {
+    /// The references this step gives a record: its `references` metadata field, as text.
+    pub fn references(&self, metadata: &Map<String, Value>) -> Vec<String> {
+        let value = self
+            .references
+            .as_ref()
+            .and_then(|field| metadata.get(field));
+        value
+            .map(|value| match value {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .into_iter()
+            .collect()
+    }
+
     /// The step of the validation pipeline.
     pub fn step(&self) -> Step {
         Step {
@@ -373,6 +388,12 @@ impl Spec {
             }
         }
         Ok(())
+    }
+
+    /// Each validator with its label in reports (`name`, `name#k` for a repeated one).
+    pub fn labelled_validators(&self) -> impl Iterator<Item = (String, &ValidatorSpec)> {
+        let labels = crate::validation::labels(self.validators.iter().map(|v| v.plugin.as_str()));
+        labels.into_iter().zip(&self.validators)
     }
 
     /// `(provider, model)` of a `provider:NAME/MODEL` model; none for `local`.

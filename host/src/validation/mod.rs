@@ -165,12 +165,8 @@ pub fn validate(
         })
         .collect();
     let mut validators: Vec<StepReport> = Vec::with_capacity(steps.len());
-    for step in steps {
-        let runs = validators.iter().filter(|v| v.name == step.name).count();
-        let label = match runs {
-            0 => step.name.clone(),
-            n => format!("{}#{}", step.name, n + 1),
-        };
+    let labels = labels(steps.iter().map(|s| s.name.as_str()));
+    for (step, label) in steps.iter().zip(labels) {
         validators.push(run_step(catalog, step, label, &mut samples, &mut reports)?);
     }
     let kept = reports.iter().filter(|r| r.keep).count();
@@ -185,6 +181,22 @@ pub fn validate(
         samples: reports,
         summary,
     })
+}
+
+/// The label of each step of a run: its validator's name, `name#k` for the k-th run of the
+/// same validator.
+pub fn labels<'a>(names: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut runs: std::collections::BTreeMap<&str, usize> = Default::default();
+    names
+        .map(|name| {
+            let run = runs.entry(name).or_default();
+            *run += 1;
+            match *run {
+                1 => name.to_owned(),
+                k => format!("{name}#{k}"),
+            }
+        })
+        .collect()
 }
 
 fn run_step(

@@ -190,7 +190,12 @@ impl<'s> Prompts<'s> {
         let example = &self.settings.examples[pick];
         let mut context: BTreeMap<&str, minijinja::Value> = example
             .iter()
-            .map(|(key, value)| (key.as_str(), jinja_value(value)))
+            .map(|(key, value)| {
+                (
+                    key.as_str(),
+                    minijinja::Value::from(minijinja::value::Serde(value)),
+                )
+            })
             .collect();
         context.insert("example", object_value(example));
         context.insert("number", minijinja::Value::from(number));
@@ -233,30 +238,14 @@ fn object_value(object: &Map<String, Value>) -> minijinja::Value {
     minijinja::Value::from(
         object
             .iter()
-            .map(|(k, v)| (k.as_str(), jinja_value(v)))
+            .map(|(k, v)| {
+                (
+                    k.as_str(),
+                    minijinja::Value::from(minijinja::value::Serde(v)),
+                )
+            })
             .collect::<BTreeMap<_, _>>(),
     )
-}
-
-/// A JSON value as a template value. By hand, because the workspace builds minijinja without
-/// its `serde` feature (the tokenizer does not need it).
-fn jinja_value(value: &Value) -> minijinja::Value {
-    match value {
-        Value::Null => minijinja::Value::from(()),
-        Value::Bool(b) => minijinja::Value::from(*b),
-        Value::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                minijinja::Value::from(i)
-            } else if let Some(u) = n.as_u64() {
-                minijinja::Value::from(u)
-            } else {
-                minijinja::Value::from(n.as_f64().unwrap_or_default())
-            }
-        }
-        Value::String(s) => minijinja::Value::from(s.as_str()),
-        Value::Array(items) => items.iter().map(jinja_value).collect(),
-        Value::Object(fields) => object_value(fields),
-    }
 }
 
 fn message(role: &str, content: String) -> ChatMessage {

@@ -193,37 +193,16 @@ impl<'s> Prompts<'s> {
         let template = self.env.get_template(name).map_err(|e| invalid(name, &e))?;
         let context: BTreeMap<&str, minijinja::Value> = variables
             .iter()
-            .map(|(name, value)| (name.as_str(), jinja_value(value)))
+            .map(|(name, value)| {
+                (
+                    name.as_str(),
+                    minijinja::Value::from(minijinja::value::Serde(value)),
+                )
+            })
             .collect();
         template
             .render(minijinja::Value::from(context))
             .map_err(|e| invalid(name, &e))
-    }
-}
-
-/// A JSON value as a template value. By hand, because the workspace builds minijinja without
-/// its `serde` feature (the tokenizer does not need it).
-fn jinja_value(value: &Value) -> minijinja::Value {
-    match value {
-        Value::Null => minijinja::Value::from(()),
-        Value::Bool(b) => minijinja::Value::from(*b),
-        Value::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                minijinja::Value::from(i)
-            } else if let Some(u) = n.as_u64() {
-                minijinja::Value::from(u)
-            } else {
-                minijinja::Value::from(n.as_f64().unwrap_or_default())
-            }
-        }
-        Value::String(s) => minijinja::Value::from(s.as_str()),
-        Value::Array(items) => items.iter().map(jinja_value).collect(),
-        Value::Object(fields) => minijinja::Value::from(
-            fields
-                .iter()
-                .map(|(k, v)| (k.as_str(), jinja_value(v)))
-                .collect::<BTreeMap<_, _>>(),
-        ),
     }
 }
 
