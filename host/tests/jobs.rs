@@ -304,6 +304,23 @@ fn the_template_example_generates_from_its_variables() {
 }
 
 #[test]
+fn the_template_example_takes_per_record_variables_from_a_csv_file() {
+    let (records, _) = run_example("support-tickets.yaml", 4);
+    let names = metadata_strings(&records, "name");
+    // Rows are the slowest dimension: each customer with both tones, in file order.
+    assert_eq!(names, ["Ana", "Ana", "Ben", "Ben"]);
+    assert_eq!(
+        metadata_strings(&records, "tone"),
+        ["polite", "frustrated", "polite", "frustrated"]
+    );
+    let prompt = records[2]["messages"][0]["content"].as_str().unwrap();
+    assert!(
+        prompt.contains("Ben") && prompt.contains("an e-reader"),
+        "{prompt}"
+    );
+}
+
+#[test]
 fn the_few_shot_example_reads_its_examples_file() {
     let (records, card) = run_example("few-shot-qa.yaml", 4);
     for record in &records {

@@ -21,13 +21,15 @@ use super::{
     Candidate, CandidateOutcome, Counts, Decision, Job, JobState, Message, PluginRef, Provenance,
     Record, Rejection, Usage, Verdict, now,
 };
+use crate::engine::Priority;
 use crate::paths;
 use crate::plugins::registry::{self, SHARED};
 use crate::plugins::strategy::{ExpandRequest, Outcome, RecordRequest};
 use crate::plugins::validator::Sample;
 use crate::plugins::{
-    Credential, GrantRequest, Grants, InstanceSpec, Limits, Manifest, ModelAccess, PluginKind,
-    PluginRuntime, ProviderPlugin, Registry, RemoteModel, StrategyPlugin, TokenUsage,
+    Credential, GenerationPolicy, GrantRequest, Grants, InstanceSpec, Limits, Manifest,
+    ModelAccess, PluginKind, PluginRuntime, ProviderPlugin, Registry, RemoteModel, StrategyPlugin,
+    TokenUsage,
 };
 use crate::validation::{self, Action, Catalog, ValidationError};
 
@@ -813,13 +815,20 @@ impl Work {
             validation: Map::new(),
         };
         let mut dropped_by = None;
+        // Background like the generation, but without its overrides: those are the
+        // strategy's (a judge validator keeps its own token budget).
+        let policy = &GenerationPolicy {
+            priority: Priority::Background,
+            ..GenerationPolicy::default()
+        };
         for (label, v) in self.spec.labelled_validators() {
             let sample = Sample {
                 text: record.completion.clone(),
                 references: v.references(&record.metadata),
             };
-            let report = validation::validate(&self.catalog, &[v.step()], vec![sample])
-                .map_err(|e| format!("record {index}: validator `{label}`: {e}"))?;
+            let report =
+                validation::validate_with(&self.catalog, &[v.step()], vec![sample], policy)
+                    .map_err(|e| format!("record {index}: validator `{label}`: {e}"))?;
             let result = &report.samples[0];
             if let Some(text) = &result.text {
                 record.completion = text.clone();

@@ -8,6 +8,7 @@ use super::bindings::validator as bindings;
 use super::contract::{self, MAX_SHORT_TEXT, invalid};
 use super::error::PluginError;
 use super::kind::PluginKind;
+use super::model::GenerationPolicy;
 use super::pool::{Plugin, World};
 use super::runtime::PluginState;
 
@@ -83,11 +84,12 @@ impl Plugin<ValidatorWorld> {
         &self,
         texts: &[String],
         config: Option<&str>,
+        policy: GenerationPolicy,
     ) -> Result<Vec<Option<String>>, PluginError> {
         let plugin = self.pool.name();
         let rewritten = self
             .pool
-            .call(config, |i| {
+            .call_with(config, policy, |i| {
                 let Some(rewriter) = &i.bindings.rewriter else {
                     return Err(PluginError::Usage(format!(
                         "plugin `{plugin}` does not rewrite samples (it exports no rewriter)"
@@ -132,10 +134,21 @@ impl Plugin<ValidatorWorld> {
 
     /// Scores `samples`, with `config` (a JSON object) as the settings of this call if given.
     pub fn score(&self, samples: &[Sample], config: Option<&str>) -> Result<Report, PluginError> {
+        self.score_with(samples, config, GenerationPolicy::default())
+    }
+
+    /// [`score`](Self::score), with the plugin's model requests run under `policy` (a
+    /// dataset job's background priority).
+    pub fn score_with(
+        &self,
+        samples: &[Sample],
+        config: Option<&str>,
+        policy: GenerationPolicy,
+    ) -> Result<Report, PluginError> {
         let plugin = self.pool.name();
         let report = self
             .pool
-            .call(config, |i| {
+            .call_with(config, policy, |i| {
                 i.store.call(|s| {
                     i.bindings
                         .validator

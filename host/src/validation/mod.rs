@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::plugins::validator::{Metric, Sample};
-use crate::plugins::{PluginError, TrapKind};
+use crate::plugins::{GenerationPolicy, PluginError, TrapKind};
 pub use catalog::Catalog;
 
 /// What can go wrong running validators.
@@ -153,7 +153,18 @@ pub struct Summary {
 pub fn validate(
     catalog: &Catalog,
     steps: &[Step],
+    samples: Vec<Sample>,
+) -> Result<Report, ValidationError> {
+    validate_with(catalog, steps, samples, &GenerationPolicy::default())
+}
+
+/// [`validate`], with the validators' model requests run under `policy` (a dataset job's
+/// background priority).
+pub fn validate_with(
+    catalog: &Catalog,
+    steps: &[Step],
     mut samples: Vec<Sample>,
+    policy: &GenerationPolicy,
 ) -> Result<Report, ValidationError> {
     let mut reports: Vec<SampleReport> = (0..samples.len())
         .map(|index| SampleReport {
@@ -167,7 +178,14 @@ pub fn validate(
     let mut validators: Vec<StepReport> = Vec::with_capacity(steps.len());
     let labels = labels(steps.iter().map(|s| s.name.as_str()));
     for (step, label) in steps.iter().zip(labels) {
-        validators.push(run_step(catalog, step, label, &mut samples, &mut reports)?);
+        validators.push(run_step(
+            catalog,
+            step,
+            label,
+            &mut samples,
+            &mut reports,
+            policy,
+        )?);
     }
     let kept = reports.iter().filter(|r| r.keep).count();
     let summary = Summary {
@@ -205,6 +223,7 @@ fn run_step(
     label: String,
     samples: &mut [Sample],
     reports: &mut [SampleReport],
+    policy: &GenerationPolicy,
 ) -> Result<StepReport, ValidationError> {
     let entry = catalog.entry(&step.name)?;
     let plugin = catalog.plugin(&step.name)?;
@@ -219,7 +238,9 @@ fn run_step(
         .config
         .as_ref()
         .map(|c| Value::Object(c.clone()).to_string());
-    let report = plugin.score(samples, config.as_deref()).map_err(failed)?;
+    let report = plugin
+        .score_with(samples, config.as_deref(), policy.clone())
+        .map_err(failed)?;
     let mut rejected = 0;
     for (result, sample) in report.samples.iter().zip(reports.iter_mut()) {
         let verdict = &result.verdict;
@@ -243,7 +264,9 @@ fn run_step(
     let mut rewritten = 0;
     if step.action == Action::Redact {
         let texts: Vec<String> = samples.iter().map(|s| s.text.clone()).collect();
-        let rewrites = plugin.rewrite(&texts, config.as_deref()).map_err(failed)?;
+        let rewrites = plugin
+            .rewrite(&texts, config.as_deref(), policy.clone())
+            .map_err(failed)?;
         for ((rewrite, sample), report) in rewrites.into_iter().zip(samples).zip(reports) {
             if let Some(text) = rewrite.filter(|t| *t != sample.text) {
                 report.text = Some(text.clone());

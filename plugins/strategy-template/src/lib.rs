@@ -11,6 +11,11 @@
 //! }
 //! ```
 //!
+//! Per-record variables come as `rows` (objects; a spec's `strategy.files: {rows: FILE}`
+//! inlines a CSV or JSONL file): each row is one more dimension, the slowest in `product` mode
+//! (every row × every combination), drawn first in `sample` mode; its fields are template
+//! variables and metadata like the others.
+//!
 //! Variables are taken in name order. In `product` mode (the default) record `i` is the `i`-th
 //! combination, counting in mixed radix with the last variable as the fastest digit, and the
 //! dataset ends after the last combination; the seed plays no part. In `sample` mode each
@@ -60,6 +65,10 @@ struct Settings {
     template: String,
     #[serde(default)]
     variables: BTreeMap<String, Vec<Value>>,
+    /// Per-record variables (a CSV/JSONL file the host inlined): one more dimension, whose
+    /// values are whole objects of variables.
+    #[serde(default)]
+    rows: Vec<serde_json::Map<String, Value>>,
     #[serde(default)]
     mode: Mode,
 }
@@ -73,6 +82,13 @@ impl Settings {
                 "variables.{name}: needs at least one value"
             )));
         }
+        for (i, row) in settings.rows.iter().enumerate() {
+            if let Some(name) = row.keys().find(|k| settings.variables.contains_key(*k)) {
+                return Err(StrategyError::InvalidConfig(format!(
+                    "rows[{i}].{name}: also a list variable; a name has one source"
+                )));
+            }
+        }
         Ok(settings)
     }
 }
@@ -83,6 +99,7 @@ struct Prompts<'s> {
     has_system: bool,
     /// In name order.
     variables: Vec<(&'s str, &'s [Value])>,
+    rows: &'s [serde_json::Map<String, Value>],
     mode: Mode,
 }
 
@@ -105,6 +122,7 @@ impl<'s> Prompts<'s> {
                 .iter()
                 .map(|(name, values)| (name.as_str(), values.as_slice()))
                 .collect(),
+            rows: &settings.rows,
             mode: settings.mode,
         })
     }
@@ -130,14 +148,19 @@ impl<'s> Prompts<'s> {
     fn dataset_size(&self) -> Option<u64> {
         match self.mode {
             Mode::Sample => None,
-            Mode::Product => self.variables.iter().try_fold(1u64, |size, (_, values)| {
-                size.checked_mul(values.len() as u64)
-            }),
+            Mode::Product => self
+                .variables
+                .iter()
+                .try_fold(self.rows.len().max(1) as u64, |size, (_, values)| {
+                    size.checked_mul(values.len() as u64)
+                }),
         }
     }
 
-    /// The value index of each variable for record `index`.
-    fn choose(&self, seed: u64, index: u64) -> Vec<usize> {
+    /// The row (when there are rows) and the value index of each variable for record
+    /// `index`. In product mode the row is the slowest digit; in sample mode it is drawn first.
+    fn choose(&self, seed: u64, index: u64) -> (Option<usize>, Vec<usize>) {
+        let rows = self.rows.len() as u64;
         match self.mode {
             Mode::Product => {
                 let mut rest = index;
@@ -153,25 +176,30 @@ impl<'s> Prompts<'s> {
                     })
                     .collect();
                 picks.reverse();
-                picks
+                ((rows > 0).then(|| (rest % rows) as usize), picks)
             }
             Mode::Sample => {
                 let mut rng = SplitMix64::for_record(seed, index);
-                self.variables
+                let row = (rows > 0).then(|| rng.below(rows) as usize);
+                let picks = self
+                    .variables
                     .iter()
                     .map(|(_, values)| rng.below(values.len() as u64) as usize)
-                    .collect()
+                    .collect();
+                (row, picks)
             }
         }
     }
 
     fn record(&self, seed: u64, index: u64) -> Result<PromptRecord, StrategyError> {
-        let chosen: serde_json::Map<String, Value> = self
-            .variables
-            .iter()
-            .zip(self.choose(seed, index))
-            .map(|((name, values), pick)| ((*name).to_owned(), values[pick].clone()))
-            .collect();
+        let (row, picks) = self.choose(seed, index);
+        let mut chosen = row.map(|r| self.rows[r].clone()).unwrap_or_default();
+        chosen.extend(
+            self.variables
+                .iter()
+                .zip(picks)
+                .map(|((name, values), pick)| ((*name).to_owned(), values[pick].clone())),
+        );
         let mut messages = Vec::with_capacity(2);
         if self.has_system {
             messages.push(message("system", self.render("system", &chosen)?));
@@ -283,6 +311,48 @@ mod tests {
         assert_eq!(tail.iter().map(|r| r.index).collect::<Vec<_>>(), [4, 5]);
         assert!(expand(REVIEWS, 0, 6, 10).is_empty());
         assert!(expand(REVIEWS, 0, u64::MAX, 10).is_empty());
+    }
+
+    #[test]
+    fn rows_are_the_slowest_dimension_and_their_fields_are_variables() {
+        let json = r#"{
+            "template": "Ask {{ name }} ({{ city }}) about {{ topic }}.",
+            "variables": {"topic": ["rain", "trains"]},
+            "rows": [{"name": "Ada", "city": "Oslo"}, {"name": "Bo", "city": "Lyon"}]
+        }"#;
+        let records = expand(json, 0, 0, 100);
+        let user: Vec<&str> = records
+            .iter()
+            .map(|r| r.messages[0].content.as_str())
+            .collect();
+        assert_eq!(
+            user,
+            [
+                "Ask Ada (Oslo) about rain.",
+                "Ask Ada (Oslo) about trains.",
+                "Ask Bo (Lyon) about rain.",
+                "Ask Bo (Lyon) about trains."
+            ]
+        );
+        assert_eq!(
+            records[2].metadata,
+            r#"{"city":"Lyon","name":"Bo","topic":"rain"}"#
+        );
+        let sampled = expand(
+            &json.replace("\"rows\"", "\"mode\": \"sample\", \"rows\""),
+            9,
+            0,
+            40,
+        );
+        let names: std::collections::HashSet<&str> = sampled
+            .iter()
+            .map(|r| r.messages[0].content.split(' ').nth(1).unwrap())
+            .collect();
+        assert_eq!(names.len(), 2, "both rows drawn");
+        assert!(
+            error(&json.replace("\"city\": \"Oslo\"", "\"topic\": \"x\""))
+                .starts_with("rows[0].topic")
+        );
     }
 
     #[test]
