@@ -7,5 +7,6 @@ pub mod jobs;
 pub mod model;
 pub mod paths;
 pub mod plugins;
+pub mod tenancy;
 pub mod text;
 pub mod validation;

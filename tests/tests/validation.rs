@@ -4,9 +4,9 @@
 
 use std::path::PathBuf;
 
-use textnlp_host::plugins::PluginRuntime;
 use textnlp_host::plugins::validator::Sample;
-use textnlp_host::validation::{Action, Catalog, Report, Step, ValidationError, validate};
+use textnlp_host::plugins::{Catalog, PluginRuntime, PluginScope};
+use textnlp_host::validation::{Action, Report, Step, ValidationError};
 
 fn component_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -16,7 +16,7 @@ fn component_path(name: &str) -> PathBuf {
 
 /// The built validators, without model access.
 fn catalog() -> Catalog {
-    let mut catalog = Catalog::new(PluginRuntime::new().expect("runtime"), None);
+    let mut catalog = Catalog::new(PluginRuntime::new().expect("runtime"), None, None);
     for name in ["length", "pii", "dedup", "quality", "diversity", "bleu"] {
         let path = component_path(&format!("validator_{name}"));
         catalog
@@ -24,6 +24,15 @@ fn catalog() -> Catalog {
             .unwrap_or_else(|e| panic!("{}: {e} (run scripts/setup.sh)", path.display()));
     }
     catalog
+}
+
+/// Runs `steps` over `samples` as the operator (uncapped).
+fn validate(
+    catalog: &Catalog,
+    steps: &[Step],
+    samples: Vec<Sample>,
+) -> Result<Report, ValidationError> {
+    textnlp_host::validation::validate(catalog, &PluginScope::uncapped("operator"), steps, samples)
 }
 
 fn step(name: &str, action: Action, config: serde_json::Value) -> Step {

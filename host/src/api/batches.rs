@@ -10,6 +10,9 @@
 //! priority. Output lines have OpenAI's shape:
 //! `{"id", "custom_id", "response": {"status_code", "request_id", "body"}, "error": null}`;
 //! requests answered with an error status go to the error file.
+//!
+//! Files and batches belong to the tenant that created them (their `owner`); another
+//! tenant's ids answer 404, as ids that never existed do.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Multipart, Path, State};
+use axum::extract::{Extension, Multipart, Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -29,7 +32,8 @@ use super::AppState;
 use super::error::ApiError;
 use super::openai::batch_chat_completion;
 use super::params::Body;
-use crate::jobs::{Store, now};
+use crate::jobs::{Owner, Store, now};
+use crate::tenancy::Caller;
 
 /// Largest uploaded file (the route's body limit).
 pub const MAX_FILE_BYTES: usize = 64 << 20;
@@ -53,6 +57,9 @@ pub struct FileObject {
     pub created_at: u64,
     pub filename: String,
     pub purpose: String,
+    /// The tenant it belongs to (and the key that made it).
+    #[serde(default)]
+    pub owner: Owner,
 }
 
 /// A batch, as OpenAI describes it.
@@ -79,6 +86,9 @@ pub struct Batch {
     pub cancelled_at: Option<u64>,
     pub request_counts: Counts,
     pub metadata: Option<Map<String, Value>>,
+    /// The tenant it belongs to; its lines are charged to the key that made it.
+    #[serde(default)]
+    pub owner: Owner,
 }
 
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
@@ -122,6 +132,7 @@ fn new_id(prefix: &str) -> String {
 
 pub async fn upload(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     mut multipart: Multipart,
 ) -> Result<Json<FileObject>, ApiError> {
     let (mut purpose, mut file) = (None, None);
@@ -171,6 +182,7 @@ pub async fn upload(
         created_at: now(),
         filename,
         purpose,
+        owner: owner_of(&caller),
     };
     let store = store(&state)?;
     store
@@ -182,8 +194,15 @@ pub async fn upload(
     Ok(Json(object))
 }
 
-pub async fn list_files(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+pub async fn list_files(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Value>, ApiError> {
     let files: Vec<FileObject> = store(&state)?.objects(FILES).map_err(store_error)?;
+    let files: Vec<_> = files
+        .into_iter()
+        .filter(|f| f.owner.tenant == caller.tenant.id)
+        .collect();
     Ok(Json(
         json!({"object": "list", "data": files, "has_more": false}),
     ))
@@ -191,16 +210,18 @@ pub async fn list_files(State(state): State<Arc<AppState>>) -> Result<Json<Value
 
 pub async fn file(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<FileObject>, ApiError> {
-    Ok(Json(find_file(&state, &id)?))
+    Ok(Json(find_file(&state, &caller, &id)?))
 }
 
 pub async fn file_content(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    find_file(&state, &id)?;
+    find_file(&state, &caller, &id)?;
     let bytes = store(&state)?
         .bytes(FILE_DATA, &id)
         .map_err(store_error)?
@@ -208,15 +229,17 @@ pub async fn file_content(
     Ok(([(header::CONTENT_TYPE, "application/jsonl")], bytes).into_response())
 }
 
-fn find_file(state: &AppState, id: &str) -> Result<FileObject, ApiError> {
+fn find_file(state: &AppState, caller: &Caller, id: &str) -> Result<FileObject, ApiError> {
     store(state)?
-        .object(FILES, id)
+        .object::<FileObject>(FILES, id)
         .map_err(store_error)?
+        .filter(|f| f.owner.tenant == caller.tenant.id)
         .ok_or_else(|| ApiError::not_found(format!("no file `{id}`")))
 }
 
 pub async fn create(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     body: Bytes,
 ) -> Result<Json<Batch>, ApiError> {
     let mut body = Body::parse(
@@ -239,7 +262,7 @@ pub async fn create(
             "only `24h` is supported",
         ));
     }
-    let file = find_file(&state, &input_file_id)?;
+    let file = find_file(&state, &caller, &input_file_id)?;
     if file.purpose != "batch" {
         return Err(ApiError::invalid(
             "input_file_id",
@@ -273,6 +296,7 @@ pub async fn create(
         cancelled_at: None,
         request_counts: Counts::default(),
         metadata,
+        owner: owner_of(&caller),
     };
     match parse_lines(&content, &endpoint) {
         Ok(lines) => {
@@ -374,11 +398,15 @@ fn parse_lines(content: &[u8], endpoint: &str) -> Result<Vec<Line>, Vec<Value>> 
     }
 }
 
-pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Value>, ApiError> {
     let store = store(&state)?;
     let batches: Vec<Batch> = store.objects(BATCHES).map_err(store_error)?;
     let data: Vec<Batch> = batches
         .into_iter()
+        .filter(|b| b.owner.tenant == caller.tenant.id)
         .map(|b| with_counts(store, b))
         .collect::<Result<_, _>>()?;
     Ok(Json(
@@ -388,17 +416,19 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Value>, Api
 
 pub async fn get(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<Batch>, ApiError> {
-    let batch = find(&state, &id)?;
+    let batch = find(&state, &caller, &id)?;
     Ok(Json(with_counts(store(&state)?, batch)?))
 }
 
 pub async fn cancel(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<Batch>, ApiError> {
-    let mut batch = find(&state, &id)?;
+    let mut batch = find(&state, &caller, &id)?;
     let store = store(&state)?;
     if batch.status == "in_progress" || batch.status == "validating" {
         batch.status = "cancelling".into();
@@ -423,11 +453,26 @@ pub async fn cancel(
     Ok(Json(with_counts(store, batch)?))
 }
 
-fn find(state: &AppState, id: &str) -> Result<Batch, ApiError> {
-    store(state)?
-        .object(BATCHES, id)
-        .map_err(store_error)?
+fn find(state: &AppState, caller: &Caller, id: &str) -> Result<Batch, ApiError> {
+    find_batch(state, id)?
+        .filter(|b| b.owner.tenant == caller.tenant.id)
         .ok_or_else(|| ApiError::not_found(format!("no batch `{id}`")))
+}
+
+fn find_batch(state: &AppState, id: &str) -> Result<Option<Batch>, ApiError> {
+    store(state)?.object(BATCHES, id).map_err(store_error)
+}
+
+fn owner_of(caller: &Caller) -> Owner {
+    Owner {
+        tenant: caller.tenant.id.clone(),
+        key: caller.key_id.clone(),
+    }
+}
+
+/// Batch `id` whoever owns it (for running it).
+fn stored_batch(state: &AppState, id: &str) -> Result<Batch, ApiError> {
+    find_batch(state, id)?.ok_or_else(|| ApiError::not_found(format!("no batch `{id}`")))
 }
 
 /// A running batch's counts come from its committed results.
@@ -496,7 +541,17 @@ fn start(state: &Arc<AppState>, id: String) {
 
 async fn run(state: &Arc<AppState>, id: &str, cancel: &AtomicBool) -> Result<(), ApiError> {
     let store = store(state)?.clone();
-    let mut batch = find(state, id)?;
+    let mut batch = stored_batch(state, id)?;
+    // The lines are the owner's work, under its tenant's sequence limit.
+    let tenant = state
+        .tenancy
+        .tenant(&batch.owner.tenant)
+        .map_err(|e| ApiError::internal(format!("the batch's tenant: {e}")))?;
+    let caller = Arc::new(Caller {
+        tenant,
+        key_id: batch.owner.key.clone(),
+        scopes: Default::default(),
+    });
     let content = store
         .bytes(FILE_DATA, &batch.input_file_id)
         .map_err(store_error)?
@@ -511,7 +566,6 @@ async fn run(state: &Arc<AppState>, id: &str, cancel: &AtomicBool) -> Result<(),
         .collect();
     let slots = Arc::new(Semaphore::new(CONCURRENCY));
     let mut tasks = tokio::task::JoinSet::new();
-    let client = format!("batch:{id}");
     for (index, line) in lines.into_iter().enumerate() {
         let index = index as u64;
         if done.contains(&index) {
@@ -524,15 +578,15 @@ async fn run(state: &Arc<AppState>, id: &str, cancel: &AtomicBool) -> Result<(),
         if cancel.load(Ordering::Relaxed) {
             break;
         }
-        let (state, store, client, id) = (
+        let (state, store, caller, id) = (
             Arc::clone(state),
             store.clone(),
-            client.clone(),
+            Arc::clone(&caller),
             id.to_owned(),
         );
         tasks.spawn(async move {
             let _permit = permit;
-            let result = batch_chat_completion(&state, &client, &line.body).await;
+            let result = batch_chat_completion(&state, &caller, &line.body).await;
             let output = output_line(&id, index, &line.custom_id, result);
             store
                 .put_result(&results_tree(&id), index, &output)
@@ -542,7 +596,7 @@ async fn run(state: &Arc<AppState>, id: &str, cancel: &AtomicBool) -> Result<(),
     while let Some(joined) = tasks.join_next().await {
         joined.map_err(|e| ApiError::internal(format!("batch task: {e}")))??;
     }
-    batch = find(state, id)?;
+    batch = stored_batch(state, id)?;
     finish(&store, &mut batch).map_err(store_error)
 }
 
@@ -593,6 +647,7 @@ fn finish(store: &Store, batch: &mut Batch) -> Result<(), crate::jobs::StoreErro
             created_at: now(),
             filename: format!("{}_{name}.jsonl", batch.id),
             purpose: "batch_output".into(),
+            owner: batch.owner.clone(),
         };
         store.put_bytes(FILE_DATA, &file.id, &bytes)?;
         store.put_object(FILES, &file.id, &file)?;

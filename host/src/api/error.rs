@@ -70,6 +70,31 @@ impl ApiError {
         }
     }
 
+    /// 401: no key, or not a valid one.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        ApiError {
+            code: Some("invalid_api_key"),
+            ..Self::new(StatusCode::UNAUTHORIZED, "invalid_request_error", message)
+        }
+    }
+
+    /// 403: a valid key without the scope the route needs.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        ApiError {
+            code: Some("insufficient_scope"),
+            ..Self::new(StatusCode::FORBIDDEN, "permission_error", message)
+        }
+    }
+
+    /// 429: a tenant's limit; `after` says when to retry.
+    pub fn rate_limited(message: impl Into<String>, after: Duration) -> Self {
+        ApiError {
+            code: Some("rate_limit_exceeded"),
+            retry_after: Some(after),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", message)
+        }
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", message)
     }
@@ -95,7 +120,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, Json(self.body())).into_response();
         if let Some(after) = self.retry_after {
-            let secs = after.as_secs().max(1).to_string();
+            let secs = (after.as_secs_f64().ceil() as u64).max(1).to_string();
             response.headers_mut().insert(
                 header::RETRY_AFTER,
                 HeaderValue::from_str(&secs).expect("digits are a valid header value"),

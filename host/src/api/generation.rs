@@ -12,6 +12,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::params::Generation;
 use crate::engine::{Event, FinishReason, Request, TokenLogprob};
+use crate::tenancy::{Admission, Caller, Usage};
 use crate::text::TextStream;
 
 /// One sequence to run: a prompt and its choice index in the response.
@@ -67,9 +68,15 @@ struct ChoiceState {
     done: bool,
 }
 
-/// The running choices of one request. Dropping it cancels every choice still running.
+/// The running choices of one request. Dropping it cancels every choice still running and
+/// charges what they used to the caller's tenant and key.
 pub struct Run {
     state: Arc<AppState>,
+    /// The tenant's sequences and tokens this run holds.
+    admission: Admission,
+    /// (tenant, key) the usage is charged to.
+    charged: (String, String),
+    prompt_tokens: usize,
     events: StreamMap<usize, UnboundedReceiverStream<Event>>,
     choices: Vec<ChoiceState>,
     started: Instant,
@@ -78,15 +85,31 @@ pub struct Run {
 }
 
 impl Run {
-    /// Submits every choice (all or none: if one is refused, the others are cancelled).
+    /// Submits every choice (all or none: if one is refused, the others are cancelled),
+    /// once the caller's tenant has room for them: its running sequences and, when
+    /// `rate_limited`, its tokens per minute (`prompt + max_tokens` of each choice).
     pub fn start(
         state: &Arc<AppState>,
-        client: &str,
+        caller: &Caller,
+        rate_limited: bool,
         specs: Vec<ChoiceSpec>,
         params: &Generation,
         top_logprobs: Option<usize>,
         started: Instant,
     ) -> Result<Run, ApiError> {
+        let tokens: u64 = specs
+            .iter()
+            .map(|s| (s.prompt.len() + s.max_tokens) as u64)
+            .sum();
+        let tenant = &caller.tenant;
+        let admission = state.tenancy.limiter().admit(
+            &tenant.id,
+            &tenant.limits,
+            specs.len() as u32,
+            tokens,
+            rate_limited,
+        )?;
+        let client = caller.client();
         let stop_tokens = if params.ignore_eos {
             Vec::new()
         } else {
@@ -96,7 +119,7 @@ impl Run {
         let mut choices = Vec::with_capacity(specs.len());
         for spec in &specs {
             let request = Request {
-                client: client.to_owned(),
+                client: client.clone(),
                 prompt: spec.prompt.to_vec(),
                 max_tokens: spec.max_tokens,
                 sampling: textnlp_kernels::cpu::sampling::SamplingParams {
@@ -127,6 +150,9 @@ impl Run {
         }
         Ok(Run {
             state: Arc::clone(state),
+            admission,
+            charged: (tenant.id.clone(), caller.key_id.clone()),
+            prompt_tokens: specs.iter().map(|s| s.prompt.len()).sum(),
             events,
             choices,
             started,
@@ -248,5 +274,20 @@ impl Run {
                 .map(|&(id, l)| Ok((text(id)?, l)))
                 .collect::<Result<_, ApiError>>()?,
         })
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        let completion: usize = self.choices.iter().map(|c| c.tokens).sum();
+        self.admission
+            .used((self.prompt_tokens + completion) as u64);
+        let usage = Usage {
+            prompt_tokens: self.prompt_tokens as u64,
+            completion_tokens: completion as u64,
+            ..Usage::default()
+        };
+        let (tenant, key) = &self.charged;
+        self.state.tenancy.account(tenant, key, &usage);
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::header;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -24,7 +24,8 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::AppState;
 use super::error::ApiError;
-use crate::jobs::{Format, Job, JobError, Runner, Spec, SpecError, export};
+use crate::jobs::{Format, Job, JobError, Owner, Runner, Spec, SpecError, export};
+use crate::tenancy::Caller;
 
 /// Largest spec body (its strategy settings may hold seed data inline).
 pub const MAX_BODY_BYTES: usize = 64 << 20;
@@ -36,7 +37,11 @@ fn runner(state: &AppState) -> Result<Arc<Runner>, ApiError> {
         .ok_or_else(|| ApiError::unavailable("dataset jobs are not available: the job store could not be opened (see the server log)"))
 }
 
-pub async fn create(State(state): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let runner = runner(&state)?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request("invalid_json", "the body is not UTF-8"))?;
@@ -47,8 +52,12 @@ pub async fn create(State(state): State<Arc<AppState>>, body: Bytes) -> Result<R
             "the server does not read client paths; put the records in strategy.config",
         ));
     }
+    let owner = Owner {
+        tenant: caller.tenant.id.clone(),
+        key: caller.key_id.clone(),
+    };
     let job = blocking(move || {
-        let job = runner.create(spec)?;
+        let job = runner.create(spec, owner)?;
         if !job.state.is_final() && runner.progress(&job.id).is_none() {
             drop(runner.start(&job.id)?);
         }
@@ -62,27 +71,36 @@ pub async fn create(State(state): State<Arc<AppState>>, body: Bytes) -> Result<R
         .into_response())
 }
 
-pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Value>, ApiError> {
     let runner = runner(&state)?;
     let jobs = runner.store().jobs().map_err(store_error)?;
-    let data: Vec<Value> = jobs.iter().map(|j| job_json(&state, j)).collect();
+    let data: Vec<Value> = jobs
+        .iter()
+        .filter(|j| j.owner.tenant == caller.tenant.id)
+        .map(|j| job_json(&state, j))
+        .collect();
     Ok(Json(json!({ "object": "list", "data": data })))
 }
 
 pub async fn get(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let job = find(&state, &id)?;
+    let job = find(&state, &caller, &id)?;
     Ok(Json(job_json(&state, &job)))
 }
 
 pub async fn cancel(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let runner = runner(&state)?;
-    find(&state, &id)?;
+    find(&state, &caller, &id)?;
     let job = runner.cancel(&id).map_err(job_error)?;
     Ok(Json(job_json(&state, &job)))
 }
@@ -95,6 +113,7 @@ pub struct RecordsQuery {
 
 pub async fn records(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     Query(query): Query<RecordsQuery>,
 ) -> Result<Response, ApiError> {
@@ -104,7 +123,7 @@ pub async fn records(
         .unwrap_or("jsonl")
         .parse()
         .map_err(|e: SpecError| ApiError::invalid("format", e.to_string()))?;
-    let job = find(&state, &id)?;
+    let job = find(&state, &caller, &id)?;
     let runner = runner(&state)?;
     let records = export::records(runner.store(), &job).map_err(store_error)?;
     let mut bytes = Vec::new();
@@ -121,14 +140,15 @@ pub async fn records(
 /// The dataset card (JSON); its corpus metrics are computed over the records now.
 pub async fn card(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let job = find(&state, &id)?;
+    let job = find(&state, &caller, &id)?;
     let runner = runner(&state)?;
-    let catalog = Arc::clone(&state.validators);
     let card = blocking(move || {
         let records = export::records(runner.store(), &job)?;
-        let corpus = export::corpus_metrics(&catalog, &job, &records);
+        let scope = runner.scope(&job.owner.tenant)?;
+        let corpus = export::corpus_metrics(runner.catalog(), &scope, &job, &records);
         Ok(export::card(&job, &records, corpus, &[]))
     })
     .await?;
@@ -139,9 +159,10 @@ pub async fn card(
 /// final state. A job not running now gets one event.
 pub async fn events(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let job = find(&state, &id)?;
+    let job = find(&state, &caller, &id)?;
     let runner = runner(&state)?;
     let (tx, rx) = mpsc::channel::<Result<SseEvent, Infallible>>(16);
     let receiver = runner.progress(&id);
@@ -185,11 +206,14 @@ fn final_event(job: &Job) -> Value {
     })
 }
 
-fn find(state: &AppState, id: &str) -> Result<Job, ApiError> {
+/// Job `id` of the caller's tenant: another tenant's job is as absent as one that never
+/// existed (404, not 403, so ids tell nothing).
+fn find(state: &AppState, caller: &Caller, id: &str) -> Result<Job, ApiError> {
     runner(state)?
         .store()
         .job(id)
         .map_err(store_error)?
+        .filter(|job| job.owner.tenant == caller.tenant.id)
         .ok_or_else(|| ApiError::not_found(format!("no job `{id}`")))
 }
 
@@ -240,6 +264,11 @@ fn job_error(e: JobError) -> ApiError {
         JobError::NotFound(id) => ApiError::not_found(format!("no job `{id}`")),
         JobError::Strategy { .. } | JobError::Provider { .. } | JobError::Validation(_) => {
             ApiError::bad_request("invalid_spec", e.to_string())
+        }
+        JobError::TooLarge { .. } => {
+            let mut error = ApiError::bad_request("job_too_large", e.to_string());
+            error.param = Some("records".into());
+            error
         }
         JobError::Final { .. } | JobError::Running(_) => {
             ApiError::bad_request("job_state", e.to_string())

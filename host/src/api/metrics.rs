@@ -14,6 +14,11 @@ use prometheus::{
 };
 
 use crate::engine::EngineHandle;
+use crate::tenancy::Usage;
+
+/// Tenants with a label of their own in the usage metrics; the rest add up under `_other`,
+/// so the series count stays bounded however many tenants there are.
+pub const MAX_TENANT_LABELS: usize = 100;
 
 /// vLLM's `time_to_first_token_seconds` buckets.
 const TTFT_BUCKETS: &[f64] = &[
@@ -47,6 +52,7 @@ pub struct Metrics {
     kv_capacity: IntGauge,
     cancelled: IntCounter,
     steps: IntCounter,
+    tenant_usage: IntCounterVec,
 }
 
 impl Metrics {
@@ -79,6 +85,17 @@ impl Metrics {
         .expect("valid counter options");
         registry
             .register(Box::new(requests.clone()))
+            .expect("unique name");
+        let tenant_usage = IntCounterVec::new(
+            Opts::new(
+                "tenant_usage_total",
+                "Usage per tenant (the busiest ones; the rest as `_other`): requests, rate_limited, prompt_tokens, completion_tokens, job_records",
+            ),
+            &["tenant", "kind"],
+        )
+        .expect("valid counter options");
+        registry
+            .register(Box::new(tenant_usage.clone()))
             .expect("unique name");
         let kv_usage = prometheus::Gauge::new(
             "kv_cache_usage_perc",
@@ -129,12 +146,15 @@ impl Metrics {
                 "Sequences freed early because their client went away",
             ),
             steps: counter("engine_steps_total", "Batched forward steps run"),
+            tenant_usage,
             registry,
         })
     }
 
-    /// The text exposition, with the engine's live numbers sampled now.
-    pub fn render(&self, engine: &EngineHandle) -> String {
+    /// The text exposition, with the engine's live numbers and the tenants' usage totals
+    /// (`(tenant, usage)`) sampled now.
+    pub fn render(&self, engine: &EngineHandle, usage: &[(String, Usage)]) -> String {
+        self.set_tenant_usage(usage);
         let s = engine.stats();
         let load = |a: &std::sync::atomic::AtomicUsize| a.load(Ordering::Relaxed) as i64;
         self.waiting.set(load(&s.waiting));
@@ -153,6 +173,40 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut out)
             .expect("text encoding into a Vec cannot fail");
         String::from_utf8(out).expect("the text format is UTF-8")
+    }
+
+    fn set_tenant_usage(&self, usage: &[(String, Usage)]) {
+        let mut by_tenant: std::collections::BTreeMap<&str, Usage> = Default::default();
+        for (tenant, u) in usage {
+            by_tenant.entry(tenant).or_default().add(u);
+        }
+        let mut ranked: Vec<(&str, Usage)> = by_tenant.into_iter().collect();
+        ranked.sort_by_key(|(_, u)| std::cmp::Reverse(u.prompt_tokens + u.completion_tokens));
+        let mut other = Usage::default();
+        for (rank, (tenant, u)) in ranked.into_iter().enumerate() {
+            if rank < MAX_TENANT_LABELS {
+                self.mirror(tenant, &u);
+            } else {
+                other.add(&u);
+            }
+        }
+        if other != Usage::default() {
+            self.mirror("_other", &other);
+        }
+    }
+
+    /// Counters follow the stored totals (which only grow).
+    fn mirror(&self, tenant: &str, u: &Usage) {
+        for (kind, total) in [
+            ("requests", u.requests),
+            ("rate_limited", u.rate_limited),
+            ("prompt_tokens", u.prompt_tokens),
+            ("completion_tokens", u.completion_tokens),
+            ("job_records", u.job_records),
+        ] {
+            let counter = self.tenant_usage.with_label_values(&[tenant, kind]);
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
     }
 }
 

@@ -7,10 +7,15 @@
 //! - [`validate`]: `/v1/validate`, validator plugins over a batch ([`crate::validation`]);
 //! - [`jobs`]: `/v1/jobs...`, dataset jobs ([`crate::jobs`]);
 //! - [`batches`]: OpenAI's `/v1/files` and `/v1/batches` on the job store;
+//! - [`plugins`]: `/v1/plugins`, a tenant's own plugins; [`admin`]: `/v1/admin/...`,
+//!   tenants, keys, shared plugins, grants, the audit log; [`usage`]: `/v1/usage`;
+//! - [`auth`]: every route's [`auth::Policy`], enforced by one middleware;
 //! - [`metrics`]: `/metrics` and the request-counting middleware;
 //! - [`params`]: strict request parsing; [`error`]: OpenAI-shaped errors;
 //! - [`generation`]: runs a request's choices through the engine.
 
+mod admin;
+pub mod auth;
 mod batches;
 pub mod error;
 mod generation;
@@ -19,6 +24,8 @@ pub mod metrics;
 mod native;
 mod openai;
 mod params;
+mod plugins;
+mod usage;
 mod validate;
 
 use std::sync::Arc;
@@ -26,14 +33,15 @@ use std::sync::atomic::AtomicBool;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, header};
+use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use sha2::{Digest, Sha256};
+use axum::routing::{delete, get, post};
 
 use crate::engine::EngineHandle;
+use crate::plugins::{Catalog, Registry};
+use crate::tenancy::{Scope, Tenancy};
 use crate::text::TokenizerPool;
-use crate::validation::Catalog;
+use auth::Policy;
 use error::ApiError;
 use metrics::Metrics;
 
@@ -41,10 +49,16 @@ use metrics::Metrics;
 pub struct AppState {
     pub engine: EngineHandle,
     pub tokenizers: Arc<TokenizerPool>,
-    /// The validators `/v1/validate` runs.
-    pub validators: Arc<Catalog>,
+    /// The plugins each tenant can use (its own, shared, first-party).
+    pub catalog: Arc<Catalog>,
+    /// The installed plugins (tenants' and shared).
+    pub registry: Arc<Registry>,
+    /// Tenants, keys, limits, usage, audit.
+    pub tenancy: Arc<Tenancy>,
+    /// Whether `/metrics` answers without a key.
+    pub public_metrics: bool,
     /// Validation runs at once; more wait for a slot.
-    pub validation_slots: tokio::sync::Semaphore,
+    pub validation_slots: validate::Slots,
     /// Dataset jobs (none when the job store could not be opened).
     pub jobs: Option<Arc<crate::jobs::Runner>>,
     /// OpenAI-style batches running in this process.
@@ -75,25 +89,6 @@ impl AppState {
         e.code = Some("model_not_found");
         Err(e)
     }
-
-    /// Whom a request is charged to for fair scheduling: its bearer token (hashed, so the
-    /// key itself is never kept), or one shared anonymous client.
-    fn client_of(&self, headers: &HeaderMap) -> String {
-        let token = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        match token {
-            Some(t) => {
-                let digest = Sha256::digest(t.as_bytes());
-                format!(
-                    "key:{:x}",
-                    u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
-                )
-            }
-            None => "anonymous".into(),
-        }
-    }
 }
 
 /// Resumes the batches an earlier process left running (call on the runtime).
@@ -103,62 +98,166 @@ pub fn resume_batches(state: &Arc<AppState>) {
 
 type Handler = axum::routing::MethodRouter<Arc<AppState>>;
 
-/// Every route as (path, method, handler); `/openapi.json` describes exactly these.
-fn routes() -> Vec<(&'static str, &'static str, Handler)> {
+const GENERATE: Policy = Policy::AnyOf(&[Scope::Generate]);
+const JOBS: Policy = Policy::AnyOf(&[Scope::Jobs]);
+const READ_JOBS: Policy = Policy::AnyOf(&[Scope::Jobs, Scope::Read]);
+const INSTALL: Policy = Policy::AnyOf(&[Scope::PluginsInstall]);
+const READ_PLUGINS: Policy = Policy::AnyOf(&[Scope::PluginsInstall, Scope::Read]);
+const READ: Policy = Policy::AnyOf(&[Scope::Read]);
+const ADMIN: Policy = Policy::AnyOf(&[Scope::Admin]);
+
+/// Every route as (path, method, who may call it, handler); `/openapi.json` describes
+/// exactly these, and each one's policy is enforced by [`auth::authorize`].
+fn routes() -> Vec<(&'static str, &'static str, Policy, Handler)> {
     vec![
         (
             "/v1/chat/completions",
             "post",
+            GENERATE,
             post(openai::chat_completions),
         ),
-        ("/v1/completions", "post", post(openai::completions)),
-        ("/v1/models", "get", get(openai::models)),
-        ("/v1/generate", "post", post(native::generate)),
-        ("/v1/tokenize", "post", post(native::tokenize)),
-        ("/v1/detokenize", "post", post(native::detokenize)),
+        (
+            "/v1/completions",
+            "post",
+            GENERATE,
+            post(openai::completions),
+        ),
+        ("/v1/models", "get", Policy::AnyKey, get(openai::models)),
+        ("/v1/generate", "post", GENERATE, post(native::generate)),
+        ("/v1/tokenize", "post", GENERATE, post(native::tokenize)),
+        ("/v1/detokenize", "post", GENERATE, post(native::detokenize)),
         (
             "/v1/validate",
             "post",
+            GENERATE,
             post(validate::validate).layer(DefaultBodyLimit::max(validate::MAX_BODY_BYTES)),
         ),
         (
             "/v1/jobs",
             "post",
+            JOBS,
             post(jobs::create).layer(DefaultBodyLimit::max(jobs::MAX_BODY_BYTES)),
         ),
-        ("/v1/jobs", "get", get(jobs::list)),
-        ("/v1/jobs/{id}", "get", get(jobs::get)),
-        ("/v1/jobs/{id}/events", "get", get(jobs::events)),
-        ("/v1/jobs/{id}/records", "get", get(jobs::records)),
-        ("/v1/jobs/{id}/card", "get", get(jobs::card)),
-        ("/v1/jobs/{id}/cancel", "post", post(jobs::cancel)),
+        ("/v1/jobs", "get", READ_JOBS, get(jobs::list)),
+        ("/v1/jobs/{id}", "get", READ_JOBS, get(jobs::get)),
+        ("/v1/jobs/{id}/events", "get", READ_JOBS, get(jobs::events)),
+        (
+            "/v1/jobs/{id}/records",
+            "get",
+            READ_JOBS,
+            get(jobs::records),
+        ),
+        ("/v1/jobs/{id}/card", "get", READ_JOBS, get(jobs::card)),
+        ("/v1/jobs/{id}/cancel", "post", JOBS, post(jobs::cancel)),
         (
             "/v1/files",
             "post",
+            JOBS,
             post(batches::upload).layer(DefaultBodyLimit::max(batches::MAX_FILE_BYTES)),
         ),
-        ("/v1/files", "get", get(batches::list_files)),
-        ("/v1/files/{id}", "get", get(batches::file)),
-        ("/v1/files/{id}/content", "get", get(batches::file_content)),
-        ("/v1/batches", "post", post(batches::create)),
-        ("/v1/batches", "get", get(batches::list)),
-        ("/v1/batches/{id}", "get", get(batches::get)),
-        ("/v1/batches/{id}/cancel", "post", post(batches::cancel)),
-        ("/healthz", "get", get(native::healthz)),
-        ("/readyz", "get", get(native::readyz)),
-        ("/metrics", "get", get(render_metrics)),
-        ("/openapi.json", "get", get(openapi)),
+        ("/v1/files", "get", READ_JOBS, get(batches::list_files)),
+        ("/v1/files/{id}", "get", READ_JOBS, get(batches::file)),
+        (
+            "/v1/files/{id}/content",
+            "get",
+            READ_JOBS,
+            get(batches::file_content),
+        ),
+        ("/v1/batches", "post", JOBS, post(batches::create)),
+        ("/v1/batches", "get", READ_JOBS, get(batches::list)),
+        ("/v1/batches/{id}", "get", READ_JOBS, get(batches::get)),
+        (
+            "/v1/batches/{id}/cancel",
+            "post",
+            JOBS,
+            post(batches::cancel),
+        ),
+        (
+            "/v1/plugins",
+            "post",
+            INSTALL,
+            post(plugins::install).layer(DefaultBodyLimit::max(plugins::MAX_BODY_BYTES)),
+        ),
+        ("/v1/plugins", "get", READ_PLUGINS, get(plugins::list)),
+        (
+            "/v1/plugins/{name}",
+            "delete",
+            INSTALL,
+            delete(plugins::remove),
+        ),
+        ("/v1/usage", "get", READ, get(usage::usage)),
+        (
+            "/v1/admin/tenants",
+            "post",
+            ADMIN,
+            post(admin::create_tenant),
+        ),
+        ("/v1/admin/tenants", "get", ADMIN, get(admin::list_tenants)),
+        (
+            "/v1/admin/tenants/{id}",
+            "get",
+            ADMIN,
+            get(admin::get_tenant),
+        ),
+        (
+            "/v1/admin/tenants/{id}",
+            "patch",
+            ADMIN,
+            axum::routing::patch(admin::update_tenant),
+        ),
+        (
+            "/v1/admin/tenants/{id}",
+            "delete",
+            ADMIN,
+            delete(admin::delete_tenant),
+        ),
+        ("/v1/admin/keys", "post", ADMIN, post(admin::create_key)),
+        ("/v1/admin/keys", "get", ADMIN, get(admin::list_keys)),
+        (
+            "/v1/admin/keys/{id}",
+            "delete",
+            ADMIN,
+            delete(admin::revoke_key),
+        ),
+        (
+            "/v1/admin/plugins",
+            "post",
+            ADMIN,
+            post(admin::install_plugin).layer(DefaultBodyLimit::max(plugins::MAX_BODY_BYTES)),
+        ),
+        ("/v1/admin/plugins", "get", ADMIN, get(admin::list_plugins)),
+        (
+            "/v1/admin/plugins/{namespace}/{name}/grants",
+            "post",
+            ADMIN,
+            post(admin::grant_plugin),
+        ),
+        (
+            "/v1/admin/plugins/{namespace}/{name}",
+            "delete",
+            ADMIN,
+            delete(admin::remove_plugin),
+        ),
+        ("/v1/admin/audit", "get", ADMIN, get(admin::audit)),
+        ("/healthz", "get", Policy::Public, get(native::healthz)),
+        ("/readyz", "get", Policy::Public, get(native::readyz)),
+        ("/metrics", "get", Policy::Metrics, get(render_metrics)),
+        ("/openapi.json", "get", Policy::AnyKey, get(openapi)),
     ]
 }
 
-/// The router: the routes, a 404 in OpenAI's error shape for anything else, and the
-/// request-counting middleware around all of it.
+/// The router: each route behind its policy, a 404 in OpenAI's error shape for anything
+/// else, and the request-counting middleware around all of it.
 pub fn router(state: Arc<AppState>) -> Router {
     let metrics = Arc::clone(&state.metrics);
     routes()
         .into_iter()
-        .fold(Router::new(), |r, (path, _, handler)| {
-            r.route(path, handler)
+        .fold(Router::new(), |r, (path, _, policy, handler)| {
+            let guarded = handler.layer(axum::middleware::from_fn_with_state(
+                (Arc::clone(&state), policy),
+                auth::authorize,
+            ));
+            r.route(path, guarded)
         })
         .fallback(not_found)
         .with_state(state)
@@ -169,9 +268,17 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 async fn render_metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    let usage: Vec<_> = state
+        .tenancy
+        .store()
+        .usage(None)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(tenant, _, usage)| (tenant, usage))
+        .collect();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(&state.engine),
+        state.metrics.render(&state.engine, &usage),
     )
 }
 
@@ -204,8 +311,23 @@ mod tests {
             .collect();
         let served: BTreeSet<(String, String)> = super::routes()
             .into_iter()
-            .map(|(p, m, _)| (p.to_owned(), m.to_owned()))
+            .map(|(p, m, _, _)| (p.to_owned(), m.to_owned()))
             .collect();
         assert_eq!(documented, served);
+    }
+
+    #[test]
+    fn only_probes_are_public_and_admin_routes_need_admin() {
+        use super::{Policy, Scope};
+        for (path, method, policy, _) in super::routes() {
+            let public = matches!(path, "/healthz" | "/readyz");
+            assert_eq!(policy == Policy::Public, public, "{method} {path}");
+            if path == "/metrics" {
+                assert_eq!(policy, Policy::Metrics);
+            }
+            if path.starts_with("/v1/admin/") {
+                assert_eq!(policy, Policy::AnyOf(&[Scope::Admin]), "{method} {path}");
+            }
+        }
     }
 }

@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Extension, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
@@ -17,6 +17,7 @@ use super::generation::{ChoiceSpec, Run, Update, choice_seed};
 use super::params::{Body, Generation};
 use crate::engine::fresh_seed;
 use crate::plugins::ChatMessage;
+use crate::tenancy::Caller;
 
 /// Largest batch of prompts one `/v1/generate` call takes.
 const MAX_PROMPTS: usize = 1024;
@@ -27,7 +28,7 @@ const MAX_PROMPTS: usize = 1024;
 /// is sent as a user message through the model's chat template.
 pub async fn generate(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
@@ -77,8 +78,7 @@ pub async fn generate(
             seed: choice_seed(seed, index),
         });
     }
-    let client = state.client_of(&headers);
-    let mut run = Run::start(&state, &client, specs, &params, None, started)?;
+    let mut run = Run::start(&state, &caller, true, specs, &params, None, started)?;
     let mut texts = vec![String::new(); prompts.len()];
     let mut finish = vec![""; prompts.len()];
     let mut completion_tokens = 0;

@@ -6,8 +6,7 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::extract::{Extension, State};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -20,6 +19,7 @@ use super::generation::{ChoiceSpec, LogprobEntry, Run, Update, choice_seed};
 use super::params::{Body, GENERATION_KEYS, Generation};
 use crate::engine::fresh_seed;
 use crate::plugins::ChatMessage;
+use crate::tenancy::Caller;
 
 /// The two response flavours.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -42,19 +42,20 @@ struct Prepared {
 
 pub async fn chat_completions(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let prepared = prepare_chat(&state, &body)?;
-    respond(state, &headers, prepared, started).await
+    respond(state, &caller, prepared, started).await
 }
 
 /// One chat completion of a batch (`/v1/batches`): the same checks and answer as the route,
-/// not streamed, at background priority, charged to `client`.
+/// not streamed, at background priority, charged to `caller` (within its tenant's sequence
+/// limit, outside its tokens per minute: a batch is offline work).
 pub async fn batch_chat_completion(
     state: &Arc<AppState>,
-    client: &str,
+    caller: &Caller,
     body: &[u8],
 ) -> Result<Value, ApiError> {
     let started = Instant::now();
@@ -70,7 +71,8 @@ pub async fn batch_chat_completion(
     let specs = std::mem::take(&mut prepared.specs);
     let run = Run::start(
         state,
-        client,
+        caller,
+        false,
         specs,
         &prepared.params,
         prepared.top_logprobs,
@@ -110,7 +112,7 @@ fn prepare_chat(state: &AppState, body: &[u8]) -> Result<Prepared, ApiError> {
 
 pub async fn completions(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
@@ -147,7 +149,7 @@ pub async fn completions(
         top_logprobs,
         model,
     )?;
-    respond(state, &headers, prepared, started).await
+    respond(state, &caller, prepared, started).await
 }
 
 pub async fn models(State(state): State<Arc<AppState>>) -> Json<Value> {
@@ -368,14 +370,21 @@ struct Collected {
 
 async fn respond(
     state: Arc<AppState>,
-    headers: &HeaderMap,
+    caller: &Caller,
     mut p: Prepared,
     started: Instant,
 ) -> Result<Response, ApiError> {
-    let client = state.client_of(headers);
     let count = p.specs.len();
     let specs = std::mem::take(&mut p.specs);
-    let run = Run::start(&state, &client, specs, &p.params, p.top_logprobs, started)?;
+    let run = Run::start(
+        &state,
+        caller,
+        true,
+        specs,
+        &p.params,
+        p.top_logprobs,
+        started,
+    )?;
     let meta = meta(&state, &p);
     if p.params.stream {
         return Ok(stream(run, meta, p.params.include_usage));

@@ -5,20 +5,24 @@
 //! one entry per sample (a text or a list of texts). The answer is
 //! [`crate::validation::Report`] with `"object": "validation"`.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::AppState;
 use super::error::ApiError;
 use super::params::Body;
-use crate::plugins::TrapKind;
 use crate::plugins::validator::Sample;
-use crate::validation::{Step, ValidationError, validate as run};
+use crate::plugins::{GenerationPolicy, TokenUsage, TrapKind};
+use crate::tenancy::{Caller, Usage};
+use crate::validation::{Step, ValidationError, validate_with as run};
 
 /// Most samples one call takes.
 pub const MAX_SAMPLES: usize = 100_000;
@@ -26,9 +30,52 @@ pub const MAX_SAMPLES: usize = 100_000;
 const MAX_VALIDATORS: usize = 32;
 /// Largest request body (the route's limit; the default 2 MiB is too small for a dataset).
 pub const MAX_BODY_BYTES: usize = 64 << 20;
+/// Validation runs at once, over all tenants: each holds a blocking thread and plugin
+/// instances (up to their memory caps).
+const SLOTS: usize = 4;
+/// Validation runs of one tenant at once: a tenant whose validators run to their deadline
+/// holds at most this many slots, and the others stay free for everyone else.
+const SLOTS_PER_TENANT: usize = 2;
+
+/// Who may run validators now: more runs wait here.
+pub struct Slots {
+    all: Arc<Semaphore>,
+    tenants: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl Default for Slots {
+    fn default() -> Self {
+        Slots {
+            all: Arc::new(Semaphore::new(SLOTS)),
+            tenants: Mutex::default(),
+        }
+    }
+}
+
+impl Slots {
+    /// A slot for `tenant`: first one of its own, then one of all.
+    async fn acquire(&self, tenant: &str) -> Result<[OwnedSemaphorePermit; 2], ApiError> {
+        let own = {
+            let mut tenants = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
+            Arc::clone(
+                tenants
+                    .entry(tenant.to_owned())
+                    .or_insert_with(|| Arc::new(Semaphore::new(SLOTS_PER_TENANT))),
+            )
+        };
+        let closed = |_| ApiError::unavailable("the server is shutting down");
+        let own = own.acquire_owned().await.map_err(closed)?;
+        let all = Arc::clone(&self.all)
+            .acquire_owned()
+            .await
+            .map_err(closed)?;
+        Ok([own, all])
+    }
+}
 
 pub async fn validate(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let mut body = Body::parse(&body, &["samples", "references", "validators"])?;
@@ -37,19 +84,29 @@ pub async fn validate(
         body.take::<Vec<Value>>("references")?,
     )?;
     let steps = steps(body.require("validators")?)?;
-    // Runs beyond the limit wait here: each holds plugin instances (up to their memory caps)
-    // and a blocking thread while it runs.
-    let _slot = state
-        .validation_slots
-        .acquire()
-        .await
-        .map_err(|_| ApiError::unavailable("the server is shutting down"))?;
-    let catalog = Arc::clone(&state.validators);
-    let report = tokio::task::spawn_blocking(move || run(&catalog, &steps, samples))
-        .await
-        .map_err(|e| ApiError::internal(format!("validation task failed: {e}")))?
-        .map_err(api_error)?;
-    let mut answer = serde_json::to_value(report)
+    let _slot = state.validation_slots.acquire(&caller.tenant.id).await?;
+    let catalog = Arc::clone(&state.catalog);
+    let scope = caller.tenant.plugin_scope();
+    // The validators' own model work is the caller's usage too.
+    let used = Arc::new(TokenUsage::default());
+    let policy = GenerationPolicy {
+        usage: Some(Arc::clone(&used)),
+        ..GenerationPolicy::default()
+    };
+    let report =
+        tokio::task::spawn_blocking(move || run(&catalog, &scope, &steps, samples, &policy))
+            .await
+            .map_err(|e| ApiError::internal(format!("validation task failed: {e}")))?
+            .map_err(api_error);
+    let usage = Usage {
+        prompt_tokens: used.prompt_tokens.load(Ordering::Relaxed),
+        completion_tokens: used.completion_tokens.load(Ordering::Relaxed),
+        ..Usage::default()
+    };
+    state
+        .tenancy
+        .account(&caller.tenant.id, &caller.key_id, &usage);
+    let mut answer = serde_json::to_value(report?)
         .map_err(|e| ApiError::internal(format!("rendering the report: {e}")))?;
     answer["object"] = json!("validation");
     Ok(Json(answer))

@@ -10,10 +10,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::ModelArgs;
 use crate::engine::EngineConfig;
-use crate::jobs::{self, Format, Job, JobState, PluginRef, Runner, Spec, Store, export};
+use crate::jobs::{self, Format, Job, JobState, Owner, PluginRef, Runner, Spec, Store, export};
 use crate::paths;
-use crate::plugins::{Manifest, PluginRuntime, registry};
-use crate::validation::Catalog;
+use crate::plugins::{Catalog, Manifest, PluginRuntime, PluginScope, registry};
 
 #[derive(Debug, Args)]
 pub struct JobArgs {
@@ -136,13 +135,17 @@ fn run_job(store: Store, args: RunArgs) -> Result<()> {
     };
     let (engine, model) = args.model.start_engine(config)?;
     let runtime = PluginRuntime::new().context("starting the plugin runtime")?;
-    let catalog = Arc::new(Catalog::discover(runtime.clone(), Some(Arc::clone(&model))));
+    let registry = super::read_registry(&runtime);
+    let catalog = Arc::new(Catalog::discover(
+        runtime,
+        Some(Arc::clone(&model)),
+        registry,
+    ));
     let tokenizer = plugin_ref(&args.model.tokenizer_path())?;
     // The CLI's user is the operator: a spec may grant its provider network hosts.
     let runner = Arc::new(
         Runner::new(
             store,
-            runtime,
             model,
             Arc::clone(&catalog),
             &args.model.model_path(),
@@ -153,7 +156,8 @@ fn run_job(store: Store, args: RunArgs) -> Result<()> {
     // The card's corpus metrics may need the model: export before the engine stops.
     let exported = generate(&runner, spec, args.no_progress).and_then(|job| {
         let records = export::records(runner.store(), &job)?;
-        let files = export::export_all(&out, &job, &records, &catalog)
+        let scope = PluginScope::uncapped(&job.owner.tenant);
+        let files = export::export_all(&out, &job, &records, &catalog, &scope)
             .with_context(|| format!("exporting into {}", out.display()))?;
         Ok((job, files))
     });
@@ -179,7 +183,7 @@ fn run_job(store: Store, args: RunArgs) -> Result<()> {
 
 /// Creates or resumes the job and shows its progress until it stops.
 fn generate(runner: &Arc<Runner>, spec: Spec, quiet_bar: bool) -> Result<Job> {
-    let job = runner.create(spec)?;
+    let job = runner.create(spec, Owner::default())?;
     if job.state.is_final() {
         eprintln!("job {} is already {}", job.id, state_name(job.state));
         return Ok(job);

@@ -7,6 +7,7 @@ mod logits;
 mod perplexity;
 mod plugin;
 mod serve;
+mod tenant;
 mod validate;
 
 use std::path::PathBuf;
@@ -20,7 +21,7 @@ use crate::model::Llama;
 use crate::model::gguf::GgufFile;
 use crate::model::vocab::{Vocabulary, vocabulary_from_gguf};
 use crate::paths;
-use crate::plugins::{ModelAccess, PluginError, PluginRuntime, TokenizerPlugin};
+use crate::plugins::{ModelAccess, PluginError, PluginRuntime, Registry, TokenizerPlugin};
 use crate::text::TokenizerPool;
 
 /// textnlp: a WebAssembly-plugin model host for synthetic text data.
@@ -55,6 +56,10 @@ enum Command {
     Validate(validate::ValidateArgs),
     /// Generate a synthetic dataset from a spec; inspect, export or cancel dataset jobs.
     Job(job::JobArgs),
+    /// Create, list and delete tenants (while no server runs; else its admin API).
+    Tenant(tenant::TenantArgs),
+    /// Create, list and revoke API keys, or print a fresh one for TEXTNLP_ADMIN_KEY.
+    Key(tenant::KeyArgs),
 }
 
 /// Which model and tokenizer plugin to use.
@@ -174,6 +179,17 @@ impl Cli {
             Command::Plugin(args) => plugin::run(args),
             Command::Validate(args) => validate::run(args),
             Command::Job(args) => job::run(args),
+            Command::Tenant(args) => tenant::run_tenant(args),
+            Command::Key(args) => tenant::run_key(args),
         }
     }
+}
+
+/// The plugin registry, for commands that only read it: none (with a warning) when it cannot
+/// be opened, e.g. while a server holds it (its shared plugins are then not offered).
+fn read_registry(runtime: &PluginRuntime) -> Option<Arc<Registry>> {
+    Registry::open_default(runtime.clone())
+        .inspect_err(|e| tracing::warn!("installed plugins not available: {e}"))
+        .ok()
+        .map(Arc::new)
 }

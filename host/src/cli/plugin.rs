@@ -17,6 +17,7 @@ use crate::plugins::registry::{
 };
 use crate::plugins::runtime::declared_api_version;
 use crate::plugins::{PluginKind, PluginRuntime};
+use crate::tenancy::Tenancy;
 
 #[derive(Debug, Args)]
 pub struct PluginArgs {
@@ -132,7 +133,17 @@ fn add(args: &AddArgs) -> Result<()> {
             e => anyhow::Error::new(e),
         })
         .with_context(|| format!("cannot add {}", args.file.display()))?;
+    let detail = format!("{} {} sha256 {}", entry.kind, entry.version, entry.sha256);
+    audit(&registry, "plugin.install", &entry.name, &detail)?;
     print!("{}", describe_added(&entry));
+    Ok(())
+}
+
+/// Writes a change to the shared namespace into the audit log, as the CLI's.
+fn audit(registry: &Registry, action: &str, name: &str, detail: &str) -> Result<()> {
+    let tenancy = Tenancy::open(registry.db())?;
+    let target = format!("{SHARED}/{name}");
+    tenancy.audit("cli", None, action, &target, "ok", Some(detail));
     Ok(())
 }
 
@@ -245,6 +256,7 @@ fn table(entries: &[Entry]) -> String {
 fn remove(name: &str) -> Result<()> {
     let registry = open_registry(runtime()?)?;
     let entry = registry.remove(SHARED, name)?;
+    audit(&registry, "plugin.remove", &entry.name, &entry.sha256)?;
     println!(
         "removed {} {} ({}, sha256 {})",
         entry.name, entry.version, entry.kind, entry.sha256

@@ -17,30 +17,26 @@ use crate::engine::{Engine, EngineConfig, Event, Priority, Request};
 use crate::jobs::{Runner, Store};
 use crate::model::Llama;
 use crate::paths;
-use crate::plugins::{ModelAccess, PluginRuntime};
+use crate::plugins::{Catalog, ModelAccess, PluginRuntime, Registry};
+use crate::tenancy::Tenancy;
 use crate::text::TokenizerPool;
-use crate::validation::Catalog;
 
 /// The dataset-job runner, with the jobs an earlier process left unfinished resumed; none
 /// (and a warning) when the job store cannot be opened.
 fn start_jobs(
     args: &ServeArgs,
-    runtime: PluginRuntime,
     model: Arc<ModelAccess>,
-    validators: Arc<Catalog>,
+    catalog: Arc<Catalog>,
+    tenancy: Arc<Tenancy>,
 ) -> Option<Arc<Runner>> {
     let started = || -> Result<Arc<Runner>> {
         let dir = args.jobs_dir.clone().unwrap_or_else(paths::jobs_dir);
         let store = Store::open(&dir)?;
         let tokenizer = super::job::plugin_ref(&args.model.tokenizer_path())?;
-        let runner = Arc::new(Runner::new(
-            store,
-            runtime,
-            model,
-            validators,
-            &args.model.model_path(),
-            tokenizer,
-        )?);
+        let runner = Arc::new(
+            Runner::new(store, model, catalog, &args.model.model_path(), tokenizer)?
+                .with_tenancy(tenancy),
+        );
         let resumed = runner.resume_all()?;
         if !resumed.is_empty() {
             tracing::info!("resumed jobs: {}", resumed.join(", "));
@@ -51,9 +47,6 @@ fn start_jobs(
         .inspect_err(|e| tracing::warn!("dataset jobs disabled: {e:#}"))
         .ok()
 }
-
-/// `/v1/validate` runs at once: each may hold a blocking thread and plugin instances.
-const VALIDATION_SLOTS: usize = 4;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -89,6 +82,56 @@ pub struct ServeArgs {
     /// On SIGTERM/SIGINT: seconds to let in-flight requests finish before cancelling them.
     #[arg(long, default_value_t = 5.0)]
     shutdown_grace: f64,
+    /// The host's state: tenants, keys, usage, audit log, installed plugins
+    /// [default: $TEXTNLP_HOME/state]
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<std::path::PathBuf>,
+    /// Serve `/metrics` without a key (for a scraper on a private network); by default it
+    /// needs an admin key.
+    #[arg(long)]
+    public_metrics: bool,
+    /// A file holding the bootstrap admin key, for automated deployments (also
+    /// `$TEXTNLP_ADMIN_KEY_FILE`, or the key itself in `$TEXTNLP_ADMIN_KEY`; never an
+    /// argument, which `ps` would show). Without one, a key is made on first start and
+    /// printed once.
+    #[arg(long, value_name = "PATH")]
+    admin_key_file: Option<std::path::PathBuf>,
+}
+
+impl ServeArgs {
+    /// The bootstrap admin key the operator gave, if any.
+    fn given_admin_key(&self) -> Result<Option<String>> {
+        let file = self
+            .admin_key_file
+            .clone()
+            .or_else(|| std::env::var_os("TEXTNLP_ADMIN_KEY_FILE").map(Into::into));
+        match file {
+            Some(path) => std::fs::read_to_string(&path)
+                .with_context(|| format!("reading the admin key file {}", path.display()))
+                .map(|k| Some(k.trim().to_owned())),
+            None => Ok(std::env::var("TEXTNLP_ADMIN_KEY").ok()),
+        }
+    }
+}
+
+/// The state database (registry and tenancy), with the operator's admin key in place.
+fn open_state(args: &ServeArgs, runtime: &PluginRuntime) -> Result<(Arc<Registry>, Arc<Tenancy>)> {
+    let dir = args.state_dir.clone().unwrap_or_else(paths::state_dir);
+    let registry = Registry::open(&dir, runtime.clone()).context(
+        "opening the host's state (is another `textnlp serve` or `textnlp plugin` running on it?)",
+    )?;
+    let tenancy = Tenancy::open(registry.db()).context("opening the tenant store")?;
+    if let Some(key) = tenancy
+        .bootstrap(args.given_admin_key()?.as_deref())
+        .context("the bootstrap admin key")?
+    {
+        // Shown once, on the terminal only: the log never carries keys.
+        eprintln!(
+            "\n  A bootstrap admin key was created. It is shown this once; store it now:\n\n    {key}\n\n  \
+             (`Authorization: Bearer <key>`; create tenants and their keys with it.)\n"
+        );
+    }
+    Ok((Arc::new(registry), Arc::new(tenancy)))
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
@@ -123,21 +166,30 @@ pub fn run(args: ServeArgs) -> Result<()> {
         model_id.clone(),
     ));
     let runtime = PluginRuntime::new().context("starting the plugin runtime")?;
-    let validators = Arc::new(Catalog::discover(
-        runtime.clone(),
+    let (registry, tenancy) = open_state(&args, &runtime)?;
+    let catalog = Arc::new(Catalog::discover(
+        runtime,
         Some(Arc::clone(&access)),
+        Some(Arc::clone(&registry)),
     ));
     tracing::info!(
-        "validators: {}",
-        validators.names().collect::<Vec<_>>().join(", ")
+        "first-party plugins: {}",
+        catalog
+            .first_party()
+            .map(|e| e.manifest.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     let state = Arc::new(AppState {
         engine: engine.handle(),
         tokenizers,
-        validators: Arc::clone(&validators),
-        jobs: start_jobs(&args, runtime, access, validators),
+        catalog: Arc::clone(&catalog),
+        jobs: start_jobs(&args, access, catalog, Arc::clone(&tenancy)),
+        registry,
+        tenancy,
+        public_metrics: args.public_metrics,
         batches: Default::default(),
-        validation_slots: tokio::sync::Semaphore::new(VALIDATION_SLOTS),
+        validation_slots: Default::default(),
         metrics: Metrics::new(),
         model_id,
         created: std::time::SystemTime::now()

@@ -13,7 +13,9 @@ use super::ModelArgs;
 use crate::engine::EngineConfig;
 use crate::plugins::PluginRuntime;
 use crate::plugins::validator::Sample;
-use crate::validation::{Action, Catalog, Report, Step, validate};
+use crate::plugins::{Catalog, PluginScope};
+use crate::tenancy::OPERATOR;
+use crate::validation::{Action, Report, Step, validate};
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
@@ -74,21 +76,24 @@ pub fn run(args: ValidateArgs) -> Result<()> {
     );
 
     let runtime = PluginRuntime::new().context("starting the plugin runtime")?;
-    let mut catalog = Catalog::discover(runtime, None);
+    let registry = super::read_registry(&runtime);
+    let mut catalog = Catalog::discover(runtime, None, registry);
+    let scope = PluginScope::uncapped(OPERATOR);
     for plugin in &args.plugins {
         catalog
             .add_file(plugin)
+            .map_err(anyhow::Error::msg)
             .with_context(|| format!("loading {}", plugin.display()))?;
     }
     // The model is loaded only for validators that use it (perplexity, token lengths).
-    let engine = if catalog.needs_model(steps.iter().map(|s| s.name.as_str())) {
+    let engine = if catalog.needs_model(&scope, steps.iter().map(|s| s.name.as_str())) {
         let (engine, access) = args.model.start_engine(EngineConfig::default())?;
         catalog.set_model(access);
         Some(engine)
     } else {
         None
     };
-    let report = validate(&catalog, &steps, samples);
+    let report = validate(&catalog, &scope, &steps, samples);
     if let Some(engine) = engine {
         engine.shutdown(Duration::ZERO);
     }

@@ -15,7 +15,8 @@ use super::spec::Format;
 use super::store::{Store, StoreError};
 use super::{Job, Record, Verdict};
 use crate::plugins::validator::Sample;
-use crate::validation::{self, Action, Catalog, Step};
+use crate::plugins::{Catalog, PluginScope};
+use crate::validation::{self, Action, Step};
 
 /// The job's accepted records in index order (at most `records` of them).
 pub fn records(store: &Store, job: &Job) -> Result<Vec<(u64, Record)>, StoreError> {
@@ -134,6 +135,7 @@ fn quote(text: &str) -> String {
 /// limit over the whole dataset) gets its error instead.
 pub fn corpus_metrics(
     catalog: &Catalog,
+    scope: &PluginScope,
     job: &Job,
     records: &[(u64, Record)],
 ) -> Map<String, Value> {
@@ -150,7 +152,7 @@ pub fn corpus_metrics(
             action: Action::Annotate,
             ..v.step()
         };
-        let value = match validation::validate(catalog, &[step], samples) {
+        let value = match validation::validate(catalog, scope, &[step], samples) {
             Ok(report) => Value::Object(report.validators[0].corpus.clone()),
             Err(e) => json!({ "error": e.to_string() }),
         };
@@ -320,6 +322,7 @@ pub fn export_all(
     job: &Job,
     records: &[(u64, Record)],
     catalog: &Catalog,
+    scope: &PluginScope,
 ) -> std::io::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)?;
     let mut written = Vec::new();
@@ -332,7 +335,7 @@ pub fn export_all(
         hashes.push((format, hex(&Sha256::digest(&bytes))));
         written.push(path);
     }
-    let corpus = corpus_metrics(catalog, job, records);
+    let corpus = corpus_metrics(catalog, scope, job, records);
     let card = card(job, records, corpus, &hashes);
     let json_path = dir.join("dataset-card.json");
     std::fs::write(

@@ -31,6 +31,9 @@ pub struct Job {
     /// `NAME-HASH`: the same spec (and model file) always gets the same id, so resubmitting
     /// it resumes the job instead of starting another.
     pub id: String,
+    /// Whose job it is (jobs stored before tenants existed are the operator's).
+    #[serde(default)]
+    pub owner: Owner,
     pub spec: Spec,
     pub state: JobState,
     /// Unix seconds.
@@ -45,6 +48,25 @@ pub struct Job {
     pub wall_ms: u64,
     /// How many times the job was started (1 + resumes).
     pub runs: u32,
+}
+
+/// The tenant a job (or file, or batch) belongs to, and the key that created it (charged
+/// for its usage).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    pub tenant: String,
+    /// Key id, or `cli`.
+    pub key: String,
+}
+
+impl Default for Owner {
+    /// The operator, through the CLI.
+    fn default() -> Self {
+        Owner {
+            tenant: crate::tenancy::OPERATOR.into(),
+            key: "cli".into(),
+        }
+    }
 }
 
 /// Where a job stands.

@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use textnlp_metrics::dedup::{DedupIndex, Duplicate, NearParams};
 use tokio::sync::watch;
 
+use super::Owner;
 use super::spec::Spec;
 use super::store::{Store, StoreError};
 use super::{
@@ -22,16 +23,14 @@ use super::{
     Record, Rejection, Usage, Verdict, now,
 };
 use crate::engine::Priority;
-use crate::paths;
-use crate::plugins::registry::{self, SHARED};
 use crate::plugins::strategy::{ExpandRequest, Outcome, RecordRequest};
 use crate::plugins::validator::Sample;
 use crate::plugins::{
-    Credential, GenerationPolicy, GrantRequest, Grants, InstanceSpec, Limits, Manifest,
-    ModelAccess, PluginKind, PluginRuntime, ProviderPlugin, Registry, RemoteModel, StrategyPlugin,
-    TokenUsage,
+    Catalog, CatalogEntry, Credential, GenerationPolicy, ModelAccess, PluginKind, PluginScope,
+    ProviderPlugin, RemoteModel, StrategyPlugin, TokenUsage,
 };
-use crate::validation::{self, Action, Catalog, ValidationError};
+use crate::tenancy::{self, Tenancy};
+use crate::validation::{self, Action, ValidationError};
 
 /// Times a worker tries a candidate whose plugin call failed before the job fails. Failures
 /// are retried, never decided as rejections: a timeout under load must not change the data.
@@ -60,6 +59,8 @@ pub enum JobError {
     Final { id: String, state: JobState },
     #[error("job `{0}` is already running")]
     Running(String),
+    #[error("records: {records} is more than this tenant's limit of {limit} records per job")]
+    TooLarge { records: u64, limit: u64 },
     #[error("{0}")]
     Failed(String),
 }
@@ -84,9 +85,10 @@ pub struct Progress {
 /// What jobs run with: the store, the model, the plugins.
 pub struct Runner {
     store: Store,
-    runtime: PluginRuntime,
     model: Arc<ModelAccess>,
     catalog: Arc<Catalog>,
+    /// Tenants' limits and usage (none: the CLI, whose jobs are the operator's).
+    tenancy: Option<Arc<Tenancy>>,
     provenance: Provenance,
     running: Mutex<BTreeMap<String, Running>>,
     /// Whether specs may grant their provider network hosts (the CLI).
@@ -128,7 +130,6 @@ impl Runner {
     /// `model_file` is hashed once here, for the jobs' provenance.
     pub fn new(
         store: Store,
-        runtime: PluginRuntime,
         model: Arc<ModelAccess>,
         catalog: Arc<Catalog>,
         model_file: &Path,
@@ -149,24 +150,61 @@ impl Runner {
         };
         Ok(Runner {
             store,
-            runtime,
             model,
             catalog,
+            tenancy: None,
             provenance,
             running: Mutex::new(BTreeMap::new()),
             spec_hosts: false,
         })
     }
 
+    /// The plugins jobs use.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
     pub fn store(&self) -> &Store {
         &self.store
     }
 
-    /// The job of `spec`: the stored one if this spec (on this model file) was submitted
-    /// before, else a new pending job. Plugins and settings are checked first.
-    pub fn create(&self, spec: Spec) -> Result<Job, JobError> {
+    /// Applies tenants' limits to jobs and charges their usage.
+    pub fn with_tenancy(mut self, tenancy: Arc<Tenancy>) -> Self {
+        self.tenancy = Some(tenancy);
+        self
+    }
+
+    /// Whose plugins `tenant`'s jobs see, under which caps.
+    pub fn scope(&self, tenant: &str) -> Result<PluginScope, JobError> {
+        match &self.tenancy {
+            None => Ok(PluginScope::uncapped(tenant)),
+            Some(t) => Ok(t
+                .tenant(tenant)
+                .map_err(|e| JobError::Failed(e.to_string()))?
+                .plugin_scope()),
+        }
+    }
+
+    /// The job of `spec` for `owner`: the stored one if this tenant submitted this spec (on
+    /// this model file) before, else a new pending job. Limits, plugins and settings are
+    /// checked first.
+    pub fn create(&self, mut spec: Spec, owner: Owner) -> Result<Job, JobError> {
         spec.check()?;
-        let id = job_id(&spec, &self.provenance.model_sha256);
+        if let Some(tenancy) = &self.tenancy {
+            let limits = tenancy
+                .tenant(&owner.tenant)
+                .map_err(|e| JobError::Failed(e.to_string()))?
+                .limits;
+            if spec.records > limits.max_job_records {
+                return Err(JobError::TooLarge {
+                    records: spec.records,
+                    limit: limits.max_job_records,
+                });
+            }
+            let most = limits.max_concurrent_sequences.max(1) as usize;
+            spec.generation.concurrency = spec.generation.concurrency.min(most);
+        }
+        let id = job_id(&spec, &self.provenance.model_sha256, &owner.tenant);
         if let Some(mut job) = self.store.job(&id)? {
             // Same dataset; this run's concurrency.
             if !job.state.is_final() {
@@ -175,26 +213,24 @@ impl Runner {
             }
             return Ok(job);
         }
-        let strategy = self.strategy(&spec)?;
+        let scope = self.scope(&owner.tenant)?;
+        let strategy = self.strategy(&spec, &scope)?;
         let mut provenance = self.provenance.clone();
         provenance.strategy = strategy.reference.clone();
-        provenance.validators = self.check_validators(&spec)?;
+        provenance.validators = self.check_validators(&spec, &scope)?;
         if let Some((name, _)) = spec.remote_model() {
-            let (manifest, wasm, _) =
-                find_component(PluginKind::Provider, name).map_err(|message| {
-                    JobError::Provider {
-                        name: name.to_owned(),
-                        message,
-                    }
+            let entry = self
+                .catalog
+                .find(&scope, PluginKind::Provider, name)
+                .map_err(|e| JobError::Provider {
+                    name: name.to_owned(),
+                    message: e.to_string(),
                 })?;
-            provenance.provider = Some(PluginRef {
-                name: manifest.name,
-                version: manifest.version,
-                sha256: registry::sha256_hex(&wasm),
-            });
+            provenance.provider = Some(plugin_ref(&entry));
         }
         let job = Job {
             id,
+            owner,
             spec,
             state: JobState::Pending,
             created_at: now(),
@@ -297,6 +333,19 @@ impl Runner {
         Ok(resumed)
     }
 
+    /// Charges what the job did since `accepted`/`usage` to its owner.
+    fn account(&self, job: &Job, accepted: u64, usage: Usage) {
+        if let Some(tenancy) = &self.tenancy {
+            let delta = tenancy::Usage {
+                job_records: job.counts.accepted - accepted,
+                prompt_tokens: job.usage.prompt_tokens - usage.prompt_tokens,
+                completion_tokens: job.usage.completion_tokens - usage.completion_tokens,
+                ..tenancy::Usage::default()
+            };
+            tenancy.account(&job.owner.tenant, &job.owner.key, &delta);
+        }
+    }
+
     fn lock_running(&self) -> MutexGuard<'_, BTreeMap<String, Running>> {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -312,9 +361,10 @@ impl Runner {
         job.runs += 1;
         job.error = None;
         self.store.put_job(&job)?;
-        let result = self
-            .strategy(&job.spec)
-            .and_then(|strategy| self.drive(&mut job, strategy, cancel, publish));
+        let result = self.scope(&job.owner.tenant).and_then(|scope| {
+            let strategy = self.strategy(&job.spec, &scope)?;
+            self.drive(&mut job, strategy, scope, cancel, publish)
+        });
         job.state = match result {
             Ok(state) => state,
             Err(e) => {
@@ -335,19 +385,21 @@ impl Runner {
     }
 
     /// The strategy plugin of `spec`, its settings checked by a zero-record call.
-    fn strategy(&self, spec: &Spec) -> Result<LoadedStrategy, JobError> {
+    fn strategy(&self, spec: &Spec, scope: &PluginScope) -> Result<LoadedStrategy, JobError> {
         let name = &spec.strategy.plugin;
         let failed = |message: String| JobError::Strategy {
             name: name.clone(),
             message,
         };
-        let (manifest, wasm, grants) =
-            find_component(PluginKind::Strategy, name).map_err(failed)?;
-        let mut instance = InstanceSpec::new(SHARED, name, grants.limits(&Limits::default()));
-        if grants.model {
-            instance.model = Some(self.model_for(spec)?);
+        let entry = self
+            .catalog
+            .find(scope, PluginKind::Strategy, name)
+            .map_err(|e| failed(e.to_string()))?;
+        let mut instance = scope.instance(name, &entry.grants);
+        if entry.grants.model {
+            instance.model = Some(self.model_for(spec, scope)?);
         }
-        let plugin = StrategyPlugin::new(&self.runtime, &wasm, instance, MAX_IDLE)
+        let plugin = StrategyPlugin::new(self.catalog.runtime(), &entry.wasm, instance, MAX_IDLE)
             .map_err(|e| failed(e.to_string()))?;
         let config = Value::Object(spec.strategy.config.clone()).to_string();
         let probe = ExpandRequest {
@@ -359,19 +411,15 @@ impl Runner {
             .expand(probe, Some(&config))
             .map_err(|e| failed(format!("strategy.config: {e}")))?;
         Ok(LoadedStrategy {
-            reference: PluginRef {
-                name: manifest.name.clone(),
-                version: manifest.version.clone(),
-                sha256: registry::sha256_hex(&wasm),
-            },
-            context: manifest.context as usize,
+            reference: plugin_ref(&entry),
+            context: entry.manifest.context as usize,
             plugin,
             config,
         })
     }
 
     /// The model a job's strategy generates with: the host's, or the spec's provider model.
-    fn model_for(&self, spec: &Spec) -> Result<Arc<ModelAccess>, JobError> {
+    fn model_for(&self, spec: &Spec, scope: &PluginScope) -> Result<Arc<ModelAccess>, JobError> {
         let Some((name, model)) = spec.remote_model() else {
             return Ok(Arc::clone(&self.model));
         };
@@ -379,7 +427,11 @@ impl Runner {
             name: name.to_owned(),
             message,
         };
-        let (_, wasm, mut grants) = find_component(PluginKind::Provider, name).map_err(failed)?;
+        let entry = self
+            .catalog
+            .find(scope, PluginKind::Provider, name)
+            .map_err(|e| failed(e.to_string()))?;
+        let mut grants = entry.grants.clone();
         let settings = spec.provider.clone().unwrap_or_default();
         if !settings.hosts.is_empty() {
             if !self.spec_hosts {
@@ -400,10 +452,10 @@ impl Runner {
             ),
             Err(_) => None,
         };
-        let mut instance = InstanceSpec::new(SHARED, name, grants.limits(&Limits::default()));
+        let mut instance = scope.instance(name, &grants);
         instance.config = Value::Object(settings.config).to_string();
         instance.egress = grants.egress(credential);
-        let provider = ProviderPlugin::new(&self.runtime, &wasm, instance, MAX_IDLE)
+        let provider = ProviderPlugin::new(self.catalog.runtime(), &entry.wasm, instance, MAX_IDLE)
             .map_err(|e| failed(e.to_string()))?;
         Ok(Arc::new(self.model.with_remote(RemoteModel {
             provider: Arc::new(provider),
@@ -419,18 +471,21 @@ impl Runner {
     }
 
     /// Every validator of `spec` exists and accepts its settings (a run over no samples).
-    fn check_validators(&self, spec: &Spec) -> Result<Vec<PluginRef>, JobError> {
+    fn check_validators(
+        &self,
+        spec: &Spec,
+        scope: &PluginScope,
+    ) -> Result<Vec<PluginRef>, JobError> {
         let steps: Vec<_> = spec.validators.iter().map(|v| v.step()).collect();
-        validation::validate(&self.catalog, &steps, Vec::new())?;
+        validation::validate(&self.catalog, scope, &steps, Vec::new())?;
         spec.validators
             .iter()
             .map(|v| {
-                let entry = self.catalog.entry(&v.plugin)?;
-                Ok(PluginRef {
-                    name: entry.manifest.name.clone(),
-                    version: entry.manifest.version.clone(),
-                    sha256: entry.sha256.clone(),
-                })
+                let entry = self
+                    .catalog
+                    .find(scope, PluginKind::Validator, &v.plugin)
+                    .map_err(ValidationError::from)?;
+                Ok(plugin_ref(&entry))
             })
             .collect()
     }
@@ -440,6 +495,7 @@ impl Runner {
         &self,
         job: &mut Job,
         strategy: LoadedStrategy,
+        scope: PluginScope,
         cancel: &AtomicBool,
         publish: &watch::Sender<Progress>,
     ) -> Result<JobState, JobError> {
@@ -463,6 +519,7 @@ impl Runner {
             strategy,
             store: self.store.clone(),
             catalog: Arc::clone(&self.catalog),
+            scope,
             usage: Arc::clone(&usage),
         });
         let workers: Vec<_> = (0..job.spec.generation.concurrency)
@@ -519,6 +576,7 @@ impl Runner {
                 }
             }
             if !decisions.is_empty() {
+                let before = (job.counts.accepted, job.usage);
                 job.counts = decider.counts.clone();
                 job.usage = Usage {
                     prompt_tokens: usage_before.prompt_tokens
@@ -529,6 +587,7 @@ impl Runner {
                 job.wall_ms = wall_before + started.elapsed().as_millis() as u64;
                 job.updated_at = now();
                 self.store.commit(job, &decisions)?;
+                self.account(job, before.0, before.1);
                 shared.advance(decider);
                 publish.send_replace(progress(job, started, accepted_before, usage_before));
             }
@@ -707,6 +766,7 @@ struct Work {
     strategy: LoadedStrategy,
     store: Store,
     catalog: Arc<Catalog>,
+    scope: PluginScope,
     usage: Arc<TokenUsage>,
 }
 
@@ -826,9 +886,14 @@ impl Work {
                 text: record.completion.clone(),
                 references: v.references(&record.metadata),
             };
-            let report =
-                validation::validate_with(&self.catalog, &[v.step()], vec![sample], policy)
-                    .map_err(|e| format!("record {index}: validator `{label}`: {e}"))?;
+            let report = validation::validate_with(
+                &self.catalog,
+                &self.scope,
+                &[v.step()],
+                vec![sample],
+                policy,
+            )
+            .map_err(|e| format!("record {index}: validator `{label}`: {e}"))?;
             let result = &report.samples[0];
             if let Some(text) = &result.text {
                 record.completion = text.clone();
@@ -1115,17 +1180,28 @@ fn progress(job: &Job, started: Instant, accepted_before: u64, usage_before: Usa
     }
 }
 
-/// `NAME-HASH12`, from what determines the dataset: the spec (less its concurrency, which
-/// does not change the records) and the model file.
-fn job_id(spec: &Spec, model_sha256: &str) -> String {
+/// `NAME-HASH12`, from whose it is and what determines the dataset: the tenant, the spec
+/// (less its concurrency, which does not change the records) and the model file. Two tenants
+/// submitting one spec get two jobs: a job id never leads to another tenant's job.
+fn job_id(spec: &Spec, model_sha256: &str, tenant: &str) -> String {
     let mut identity = spec.clone();
     identity.generation.concurrency = 0;
     let mut hasher = Sha256::new();
+    hasher.update(tenant.as_bytes());
+    hasher.update([0]);
     hasher.update(serde_json::to_vec(&identity).expect("a spec is JSON"));
     hasher.update(model_sha256.as_bytes());
     let hash = hasher.finalize();
     let hex: String = hash[..6].iter().map(|b| format!("{b:02x}")).collect();
     format!("{}-{hex}", spec.name)
+}
+
+fn plugin_ref(entry: &CatalogEntry) -> PluginRef {
+    PluginRef {
+        name: entry.manifest.name.clone(),
+        version: entry.manifest.version.clone(),
+        sha256: entry.sha256.clone(),
+    }
 }
 
 fn sha256_file(path: &Path) -> std::io::Result<String> {
@@ -1137,47 +1213,4 @@ fn sha256_file(path: &Path) -> std::io::Result<String> {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect())
-}
-
-/// The component of `kind` called `name` with its grants: a first-party one in the plugins
-/// directory (granted what its manifest asks), else the registry's shared one (granted what
-/// the operator approved).
-fn find_component(kind: PluginKind, name: &str) -> Result<(Manifest, Vec<u8>, Grants), String> {
-    if let Ok(listing) = std::fs::read_dir(paths::plugins_dir()) {
-        let mut files: Vec<_> = listing
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
-            .collect();
-        files.sort();
-        for path in files {
-            let Ok(wasm) = std::fs::read(&path) else {
-                continue;
-            };
-            if let Ok(manifest) = Manifest::from_component(&wasm)
-                && manifest.kind == kind
-                && manifest.name == name
-            {
-                let requested = GrantRequest {
-                    requested: true,
-                    ..GrantRequest::default()
-                };
-                let grants = registry::grant(&manifest, &requested).map_err(|e| e.to_string())?;
-                return Ok((manifest, wasm, grants));
-            }
-        }
-    }
-    let runtime = PluginRuntime::new().map_err(|e| e.to_string())?;
-    if let Ok(registry) = Registry::open_default(runtime)
-        && let Ok(entries) = registry.list(SHARED)
-        && let Some(entry) = entries
-            .into_iter()
-            .find(|e| e.kind == kind && e.name == name)
-        && let Ok(Some(wasm)) = registry.component(&entry.sha256)
-    {
-        return Ok((entry.manifest, wasm, entry.grants));
-    }
-    Err(format!(
-        "no {kind} plugin `{name}` (not in {} nor installed; run scripts/setup.sh or `textnlp plugin add`)",
-        paths::plugins_dir().display()
-    ))
 }

@@ -14,7 +14,9 @@ const WASI_STD: &[&str] = &[
 ];
 
 /// A plugin kind.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum PluginKind {
     Tokenizer,

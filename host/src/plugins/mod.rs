@@ -5,6 +5,8 @@
 //! - [`kind`]: the plugin kinds and what each may import;
 //! - [`manifest`]: the install-time manifest a plugin carries (`textnlp-plugin.json`);
 //! - [`registry`]: the installed plugins, their components and grants (sled);
+//! - [`catalog`]: which plugin a name means for a tenant (its own, shared, first-party),
+//!   and the loaded validators, per tenant;
 //! - [`bindings`]: the generated host bindings of each world;
 //! - [`host`], [`model`], [`egress`]: the host interfaces (`log`, `config`, the model through
 //!   the engine, outbound HTTP for providers);
@@ -14,6 +16,7 @@
 //! - [`error`]: [`PluginError`] and [`TrapKind`].
 
 pub mod bindings;
+pub mod catalog;
 mod contract;
 pub mod egress;
 pub mod error;
@@ -29,6 +32,7 @@ pub mod strategy;
 pub mod tokenizer;
 pub mod validator;
 
+pub use catalog::{Catalog, CatalogEntry, CatalogError, PluginScope};
 pub use egress::{Credential, Egress};
 pub use error::{PluginError, TrapKind};
 pub use kind::PluginKind;

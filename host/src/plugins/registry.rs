@@ -293,6 +293,33 @@ impl Registry {
         Ok(self.runtime.prepare(entry.kind, &wasm)?)
     }
 
+    /// Replaces the grants of an installed plugin with what `request` approves (within what
+    /// its manifest asks, as at install).
+    pub fn set_grants(
+        &self,
+        namespace: &str,
+        name: &str,
+        request: &GrantRequest,
+    ) -> Result<Entry, RegistryError> {
+        check_namespace(namespace)?;
+        let _guard = self.lock();
+        let key = entry_key(namespace, name);
+        let old = self
+            .plugins
+            .get(&key)?
+            .ok_or_else(|| RegistryError::NotInstalled(name.to_owned()))?;
+        let mut entry = decode(&key, &old)?;
+        entry.grants = grant(&entry.manifest, request)?;
+        self.plugins.insert(key, encode(&entry)?)?;
+        self.db.flush()?;
+        Ok(entry)
+    }
+
+    /// The database the registry lives in (the host's state: tenancy trees share it).
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
     /// Uninstalls `name` from `namespace`; returns what was installed.
     pub fn remove(&self, namespace: &str, name: &str) -> Result<Entry, RegistryError> {
         check_namespace(namespace)?;

@@ -1,7 +1,7 @@
 //! Validation: validator plugins run in order over a batch of samples, their reports merged
 //! into one (`POST /v1/validate`, `textnlp validate`, and dataset jobs).
 //!
-//! Each step names a validator ([`catalog`]), its settings for this run, and what its verdict
+//! Each step names a validator (found in the tenant's [`Catalog`]), its settings for this run, and what its verdict
 //! does ([`Action`]): `drop` removes rejected samples from the kept set, `annotate` only
 //! reports, `redact` replaces each sample by the validator's rewrite (PII placeholders) and
 //! never drops. Every step scores every sample, dropped ones included, so each report is
@@ -9,14 +9,12 @@
 //! `name#2`, `name#3`, ... when a validator runs more than once, and per-sample results are
 //! keyed by label.
 
-pub mod catalog;
-
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::plugins::catalog::{Catalog, CatalogError, PluginScope};
 use crate::plugins::validator::{Metric, Sample};
 use crate::plugins::{GenerationPolicy, PluginError, TrapKind};
-pub use catalog::Catalog;
 
 /// What can go wrong running validators.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +31,20 @@ pub enum ValidationError {
         #[source]
         source: PluginError,
     },
+}
+
+impl From<CatalogError> for ValidationError {
+    fn from(e: CatalogError) -> Self {
+        match e {
+            CatalogError::Unknown { name, known, .. } => {
+                ValidationError::UnknownValidator { name, known }
+            }
+            CatalogError::Load { name, message, .. } => ValidationError::Load {
+                validator: name,
+                message,
+            },
+        }
+    }
 }
 
 impl ValidationError {
@@ -152,16 +164,18 @@ pub struct Summary {
 /// Runs `steps` in order over `samples`.
 pub fn validate(
     catalog: &Catalog,
+    scope: &PluginScope,
     steps: &[Step],
     samples: Vec<Sample>,
 ) -> Result<Report, ValidationError> {
-    validate_with(catalog, steps, samples, &GenerationPolicy::default())
+    validate_with(catalog, scope, steps, samples, &GenerationPolicy::default())
 }
 
 /// [`validate`], with the validators' model requests run under `policy` (a dataset job's
 /// background priority).
 pub fn validate_with(
     catalog: &Catalog,
+    scope: &PluginScope,
     steps: &[Step],
     mut samples: Vec<Sample>,
     policy: &GenerationPolicy,
@@ -180,6 +194,7 @@ pub fn validate_with(
     for (step, label) in steps.iter().zip(labels) {
         validators.push(run_step(
             catalog,
+            scope,
             step,
             label,
             &mut samples,
@@ -219,14 +234,14 @@ pub fn labels<'a>(names: impl Iterator<Item = &'a str>) -> Vec<String> {
 
 fn run_step(
     catalog: &Catalog,
+    scope: &PluginScope,
     step: &Step,
     label: String,
     samples: &mut [Sample],
     reports: &mut [SampleReport],
     policy: &GenerationPolicy,
 ) -> Result<StepReport, ValidationError> {
-    let entry = catalog.entry(&step.name)?;
-    let plugin = catalog.plugin(&step.name)?;
+    let (entry, plugin) = catalog.validator(scope, &step.name)?;
     if step.action == Action::Redact && !plugin.rewrites() {
         return Err(ValidationError::NotARewriter(step.name.clone()));
     }
