@@ -4,18 +4,38 @@
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use textnlp_host::paths;
+use textnlp_host::tenancy::keys;
+
+/// A server's state directory and bootstrap admin key (kept across restarts of a test).
+struct Home {
+    state: tempfile::TempDir,
+    admin_key: String,
+}
+
+impl Home {
+    fn new() -> Home {
+        Home {
+            state: tempfile::tempdir().expect("a temporary state directory"),
+            admin_key: keys::generate().1,
+        }
+    }
+}
 
 /// A server process on an ephemeral port; killed when dropped.
 struct Server {
     child: Child,
     url: String,
+    /// Every line the server logged.
+    log: Arc<Mutex<Vec<String>>>,
+    admin_key: String,
 }
 
 impl Server {
-    fn start(extra: &[&str]) -> Server {
+    fn start(home: &Home, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_textnlp"))
             .args([
                 "serve",
@@ -23,15 +43,20 @@ impl Server {
                 "127.0.0.1:0",
                 "--tokenizer-instances",
                 "2",
+                "--state-dir",
             ])
+            .arg(home.state.path())
             .args(extra)
+            .env("TEXTNLP_ADMIN_KEY", &home.admin_key)
             .stderr(Stdio::piped())
             .spawn()
             .expect("starts textnlp serve");
         let stderr = child.stderr.take().expect("piped stderr");
         let (tx, rx) = std::sync::mpsc::channel();
-        // Forward the server's log to ours (visible with --nocapture) and report its URL and
-        // readiness.
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let lines = Arc::clone(&log);
+        // Forward the server's log to ours (visible with --nocapture), keep it, and report
+        // the server's URL and readiness.
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 eprintln!("[server] {line}");
@@ -41,6 +66,7 @@ impl Server {
                 if line.ends_with(" ready") {
                     let _ = tx.send("ready".to_owned());
                 }
+                lines.lock().unwrap().push(line);
             }
         });
         let wait = |what: &str| {
@@ -51,7 +77,27 @@ impl Server {
         };
         let url = wait("its address");
         assert_eq!(wait("readiness"), "ready");
-        Server { child, url }
+        Server {
+            child,
+            url,
+            log,
+            admin_key: home.admin_key.clone(),
+        }
+    }
+
+    /// A new tenant with no rate limits and a key with every tenant scope.
+    fn tenant_key(&self) -> String {
+        let out = self
+            .script("", &["--make-key"])
+            .output()
+            .expect("runs python");
+        assert_ok(&out);
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// tests/openai/check_server.py against this server, as the tenant of `key`.
+    fn script(&self, key: &str, args: &[&str]) -> Command {
+        client_script("check_server.py", &self.url, args, key, &self.admin_key)
     }
 
     fn terminate(&mut self) -> (std::process::ExitStatus, Duration) {
@@ -89,10 +135,16 @@ fn python() -> PathBuf {
     python
 }
 
-fn client_script(url: &str, args: &[&str]) -> Command {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/openai/check_server.py");
+fn client_script(script: &str, url: &str, args: &[&str], key: &str, admin_key: &str) -> Command {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/openai")
+        .join(script);
     let mut cmd = Command::new(python());
-    cmd.arg(script).arg(url).args(args);
+    cmd.arg(script)
+        .arg(url)
+        .args(args)
+        .env("TEXTNLP_API_KEY", key)
+        .env("TEXTNLP_ADMIN_KEY", admin_key);
     cmd
 }
 
@@ -110,22 +162,24 @@ fn assert_ok(out: &Output) {
 fn the_openai_client_works_unchanged_and_sigterm_drains() {
     // A 2048-token context keeps the over-long-prompt case quick to prefill.
     let jobs = tempfile::tempdir().expect("a temporary directory");
-    let mut server = Server::start(&[
-        "--max-model-len",
-        "2048",
-        "--shutdown-grace",
-        "3",
-        "--jobs-dir",
-        jobs.path().to_str().expect("a UTF-8 path"),
-    ]);
-    assert_ok(
-        &client_script(&server.url, &[])
-            .output()
-            .expect("runs python"),
+    let home = Home::new();
+    let mut server = Server::start(
+        &home,
+        &[
+            "--max-model-len",
+            "2048",
+            "--shutdown-grace",
+            "3",
+            "--jobs-dir",
+            jobs.path().to_str().expect("a UTF-8 path"),
+        ],
     );
+    let key = server.tenant_key();
+    assert_ok(&server.script(&key, &[]).output().expect("runs python"));
 
     // SIGTERM under load: stops accepting, ends the streams, exits 0 within 10 s.
-    let load = client_script(&server.url, &["--load", "8"])
+    let load = server
+        .script(&key, &["--load", "8"])
         .stdout(Stdio::piped())
         .spawn()
         .expect("runs python");
@@ -144,9 +198,12 @@ fn the_openai_client_works_unchanged_and_sigterm_drains() {
 
 #[test]
 fn a_full_queue_answers_429_with_retry_after() {
-    let server = Server::start(&["--max-running", "2", "--max-waiting", "2"]);
+    let home = Home::new();
+    let server = Server::start(&home, &["--max-running", "2", "--max-waiting", "2"]);
+    let key = server.tenant_key();
     assert_ok(
-        &client_script(&server.url, &["--overload", "12"])
+        &server
+            .script(&key, &["--overload", "12"])
             .output()
             .expect("runs python"),
     );
@@ -158,8 +215,11 @@ fn a_full_queue_answers_429_with_retry_after() {
 fn a_batch_resumes_after_the_server_is_killed() {
     let jobs = tempfile::tempdir().expect("a temporary directory");
     let dir = ["--jobs-dir", jobs.path().to_str().expect("a UTF-8 path")];
-    let mut server = Server::start(&dir);
-    let submitted = client_script(&server.url, &["--batch-submit", "24"])
+    let home = Home::new();
+    let mut server = Server::start(&home, &dir);
+    let key = server.tenant_key();
+    let submitted = server
+        .script(&key, &["--batch-submit", "24"])
         .output()
         .expect("runs python");
     assert_ok(&submitted);
@@ -168,7 +228,8 @@ fn a_batch_resumes_after_the_server_is_killed() {
     // Kill once some results are committed and others are not.
     let started = Instant::now();
     loop {
-        let progress = client_script(&server.url, &["--batch-progress", &id])
+        let progress = server
+            .script(&key, &["--batch-progress", &id])
             .output()
             .expect("runs python");
         assert_ok(&progress);
@@ -190,10 +251,90 @@ fn a_batch_resumes_after_the_server_is_killed() {
     server.child.kill().expect("SIGKILL"); // no drain, no goodbye
     server.child.wait().expect("reaped");
 
-    let server = Server::start(&dir);
+    let server = Server::start(&home, &dir);
     assert_ok(
-        &client_script(&server.url, &["--batch-wait", &id, "24"])
+        &server
+            .script(&key, &["--batch-wait", &id, "24"])
             .output()
             .expect("runs python"),
     );
+}
+
+/// Tenants on one server (tests/openai/check_tenancy.py): keys and scopes on every route,
+/// exact quotas under bursts, cross-tenant isolation (404s), a hostile tenant's plugin
+/// against another tenant's latency, revocation and expiry, usage, audit, the `openai`
+/// client with a tenant key. Then no key it made appears in the server's log or in any file
+/// of its data directories.
+#[test]
+fn tenants_are_isolated_and_limited_and_keys_are_never_kept() {
+    let home = Home::new();
+    let jobs = tempfile::tempdir().expect("a temporary directory");
+    let server = Server::start(
+        &home,
+        &["--jobs-dir", jobs.path().to_str().expect("a UTF-8 path")],
+    );
+    let hostile = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../plugins/target/wasm32-wasip2/release/hostile.wasm");
+    assert!(
+        hostile.exists(),
+        "{} is missing (run scripts/setup.sh)",
+        hostile.display()
+    );
+    let out = client_script(
+        "check_tenancy.py",
+        &server.url,
+        &[hostile.to_str().expect("a UTF-8 path")],
+        "",
+        &home.admin_key,
+    )
+    .output()
+    .expect("runs python");
+    assert_ok(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut made: Vec<String> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("KEY "))
+        .map(str::to_owned)
+        .collect();
+    assert!(made.len() >= 10, "{made:?}");
+    made.push(home.admin_key.clone());
+    // The secret part of a key is what must never be written down.
+    let secrets: Vec<String> = made
+        .iter()
+        .map(|k| k.rsplit('_').next().expect("a key").to_owned())
+        .collect();
+    let log = server.log.lock().expect("the log").join("\n");
+    assert!(log.contains("listening on"), "the log was captured");
+    for secret in &secrets {
+        assert!(!log.contains(secret.as_str()), "a key is in the server log");
+    }
+    let mut files = 0;
+    for dir in [home.state.path(), jobs.path()] {
+        for path in walk(dir) {
+            let bytes = std::fs::read(&path).expect("reads a data file");
+            files += 1;
+            for secret in &secrets {
+                assert!(
+                    !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                    "a key is in {}",
+                    path.display()
+                );
+            }
+        }
+    }
+    assert!(files > 0);
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("reads a directory") {
+        let path = entry.expect("a directory entry").path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }

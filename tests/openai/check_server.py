@@ -3,12 +3,17 @@
     python check_server.py http://127.0.0.1:PORT          # every check; exit 1 on any failure
     python check_server.py http://127.0.0.1:PORT --load N # N concurrent long streams (for the
                                                           # shutdown test); prints how each ended
+    python check_server.py http://127.0.0.1:PORT --make-key  # a new tenant and its key (printed)
+
+Requests carry the tenant key in $TEXTNLP_API_KEY, as any OpenAI client's `api_key`;
+$TEXTNLP_ADMIN_KEY (the server's bootstrap key) makes tenants and reads /metrics.
 
 Each check asserts specific values (texts, finish reasons, token counts, error codes), not
 just "no exception". Run by host/tests/serve.rs after scripts/setup.sh installed the client.
 """
 
 import json
+import os
 import sys
 import threading
 import time
@@ -18,7 +23,12 @@ import httpx
 import openai
 
 URL = sys.argv[1].rstrip("/")
-client = openai.OpenAI(base_url=URL + "/v1", api_key="test-key", max_retries=0, timeout=120)
+KEY = os.environ.get("TEXTNLP_API_KEY", "")
+ADMIN_KEY = os.environ.get("TEXTNLP_ADMIN_KEY", "")
+client = openai.OpenAI(base_url=URL + "/v1", api_key=KEY or "none", max_retries=0, timeout=120)
+# Plain HTTP with the same tenant key, for the native routes.
+http = httpx.Client(headers={"Authorization": f"Bearer {KEY}"}, timeout=30)
+admin = httpx.Client(headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30)
 MODEL = None
 CHECKS = []
 
@@ -200,13 +210,13 @@ def logprobs_chat_and_completions():
 
 @check
 def logit_bias_forces_and_bans_tokens():
-    ids = httpx.post(URL + "/v1/tokenize", json={"text": " banana", "add_special": False}).json()["tokens"]
-    piece = httpx.post(URL + "/v1/detokenize", json={"tokens": ids[:1]}).json()["text"]
+    ids = http.post(URL + "/v1/tokenize", json={"text": " banana", "add_special": False}).json()["tokens"]
+    piece = http.post(URL + "/v1/detokenize", json={"tokens": ids[:1]}).json()["text"]
     r = client.completions.create(model=MODEL, prompt="Fruit:", max_tokens=3, seed=4,
                                   logit_bias={str(ids[0]): 100}, extra_body={"ignore_eos": True})
     assert r.choices[0].text == piece * 3, (r.choices[0].text, piece)
     greedy = client.completions.create(model=MODEL, prompt="The capital of France is", max_tokens=1, temperature=0)
-    first = httpx.post(URL + "/v1/tokenize", json={"text": greedy.choices[0].text, "add_special": False}).json()["tokens"][0]
+    first = http.post(URL + "/v1/tokenize", json={"text": greedy.choices[0].text, "add_special": False}).json()["tokens"][0]
     banned = client.completions.create(model=MODEL, prompt="The capital of France is", max_tokens=1,
                                        temperature=0, logit_bias={str(first): -100})
     assert banned.choices[0].text != greedy.choices[0].text, banned.choices[0].text
@@ -247,7 +257,7 @@ def bad_route_and_bad_model_are_404():
 
 
 def metric(name):
-    text = httpx.get(URL + "/metrics", timeout=10).text
+    text = admin.get(URL + "/metrics", timeout=10).text
     for line in text.splitlines():
         if line.startswith(name + " "):
             return float(line.split()[1])
@@ -273,17 +283,17 @@ def disconnect_mid_stream_frees_the_sequence():
 
 @check
 def native_routes():
-    r = httpx.post(URL + "/v1/generate", json={"prompts": ["Say hi.", "Say bye."], "max_tokens": 8, "seed": 9}, timeout=60).json()
+    r = http.post(URL + "/v1/generate", json={"prompts": ["Say hi.", "Say bye."], "max_tokens": 8, "seed": 9}, timeout=60).json()
     assert len(r["texts"]) == 2 and r["seed"] == 9 and r["usage"]["completion_tokens"] <= 16, r
-    again = httpx.post(URL + "/v1/generate", json={"prompts": ["Say bye."], "max_tokens": 8, "seed": 9}, timeout=60).json()
+    again = http.post(URL + "/v1/generate", json={"prompts": ["Say bye."], "max_tokens": 8, "seed": 9}, timeout=60).json()
     assert again["texts"][0] != "" and len(again["texts"]) == 1
-    toks = httpx.post(URL + "/v1/tokenize", json={"text": "Hello world", "add_special": False}).json()
+    toks = http.post(URL + "/v1/tokenize", json={"text": "Hello world", "add_special": False}).json()
     assert toks["count"] == len(toks["tokens"]) > 0
-    text = httpx.post(URL + "/v1/detokenize", json={"tokens": toks["tokens"]}).json()["text"]
+    text = http.post(URL + "/v1/detokenize", json={"tokens": toks["tokens"]}).json()["text"]
     assert text == "Hello world", text
-    assert httpx.get(URL + "/healthz").status_code == 200
-    assert httpx.get(URL + "/readyz").json()["ready"] is True
-    spec = httpx.get(URL + "/openapi.json").json()
+    assert http.get(URL + "/healthz").status_code == 200
+    assert http.get(URL + "/readyz").json()["ready"] is True
+    spec = http.get(URL + "/openapi.json").json()
     assert "/v1/chat/completions" in spec["paths"]
 
 
@@ -303,7 +313,7 @@ def validate_route():
             {"name": "length", "config": {"unit": "words", "min": 3}},
         ],
     }
-    r = httpx.post(URL + "/v1/validate", json=body, timeout=120)
+    r = http.post(URL + "/v1/validate", json=body, timeout=120)
     assert r.status_code == 200, r.text
     report = r.json()
     assert report["object"] == "validation"
@@ -322,16 +332,16 @@ def validate_route():
     assert report["samples"][2]["dropped_by"]["validator"] == "length"
     assert report["summary"] == {"count": 3, "kept": 2, "dropped": 1, "rewritten": 1}, report["summary"]
 
-    bad = httpx.post(URL + "/v1/validate", json={"samples": ["x"], "validators": ["nope"]})
+    bad = http.post(URL + "/v1/validate", json={"samples": ["x"], "validators": ["nope"]})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "validators", bad.text
     assert "bleu" in bad.json()["error"]["message"]
-    bad = httpx.post(URL + "/v1/validate", json={"samples": ["x"], "validators": [{"name": "length", "action": "redact"}]})
+    bad = http.post(URL + "/v1/validate", json={"samples": ["x"], "validators": [{"name": "length", "action": "redact"}]})
     assert bad.status_code == 400 and "does not rewrite" in bad.json()["error"]["message"], bad.text
-    bad = httpx.post(URL + "/v1/validate", json={"samples": ["x"], "validators": [{"name": "bleu"}]})
+    bad = http.post(URL + "/v1/validate", json={"samples": ["x"], "validators": [{"name": "bleu"}]})
     assert bad.status_code == 400 and "no reference" in bad.json()["error"]["message"], bad.text
-    bad = httpx.post(URL + "/v1/validate", json={"samples": ["x"], "validators": [{"name": "length", "config": {"min": -1}}]})
+    bad = http.post(URL + "/v1/validate", json={"samples": ["x"], "validators": [{"name": "length", "config": {"min": -1}}]})
     assert bad.status_code == 400 and "min" in bad.json()["error"]["message"], bad.text
-    bad = httpx.post(URL + "/v1/validate", json={"samples": [], "validators": ["length"]})
+    bad = http.post(URL + "/v1/validate", json={"samples": [], "validators": ["length"]})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "samples", bad.text
 
 
@@ -353,7 +363,7 @@ def jobs_routes():
         "validators": [{"plugin": "length", "config": {"min": 1}, "action": "annotate"}],
         "output": {"formats": ["jsonl"]},
     }
-    r = httpx.post(URL + "/v1/jobs", json=spec, timeout=120)
+    r = http.post(URL + "/v1/jobs", json=spec, timeout=120)
     assert r.status_code == 201, r.text
     job = r.json()
     assert job["object"] == "dataset.job" and job["id"].startswith("http-job-"), job
@@ -362,49 +372,49 @@ def jobs_routes():
     while job["state"] not in ("completed", "failed", "exhausted", "cancelled"):
         assert time.time() < deadline, job
         time.sleep(0.5)
-        job = httpx.get(f"{URL}/v1/jobs/{job_id}").json()
+        job = http.get(f"{URL}/v1/jobs/{job_id}").json()
     assert job["state"] == "completed", job
     assert job["counts"]["accepted"] == 6 and job["usage"]["completion_tokens"] > 0, job
     assert len(job["provenance"]["model_sha256"]) == 64, job["provenance"]
     assert job["provenance"]["strategy"]["name"] == "template"
 
     # The same spec is the same job, not a second one.
-    again = httpx.post(URL + "/v1/jobs", json=spec, timeout=120).json()
+    again = http.post(URL + "/v1/jobs", json=spec, timeout=120).json()
     assert again["id"] == job_id and again["state"] == "completed", again
-    listed = httpx.get(URL + "/v1/jobs").json()
+    listed = http.get(URL + "/v1/jobs").json()
     assert [j["id"] for j in listed["data"]].count(job_id) == 1, listed
 
     # A finished job's event stream is its final state.
-    with httpx.stream("GET", f"{URL}/v1/jobs/{job_id}/events", timeout=30) as events:
+    with http.stream("GET", f"{URL}/v1/jobs/{job_id}/events", timeout=30) as events:
         assert events.headers["content-type"].startswith("text/event-stream")
         data = [json.loads(line[5:]) for line in events.iter_lines() if line.startswith("data:")]
     assert data and data[-1]["state"] == "completed" and data[-1]["counts"]["accepted"] == 6, data
 
-    lines = httpx.get(f"{URL}/v1/jobs/{job_id}/records").text.splitlines()
+    lines = http.get(f"{URL}/v1/jobs/{job_id}/records").text.splitlines()
     records = [json.loads(line) for line in lines]
     assert [r["index"] for r in records] == sorted(r["index"] for r in records) and len(records) == 6
     assert all(r["metadata"]["kind"] in ("red", "yellow", "green") for r in records), records
     assert all("length" in r["validation"] for r in records), records[0]
-    csv_text = httpx.get(f"{URL}/v1/jobs/{job_id}/records?format=csv").text
+    csv_text = http.get(f"{URL}/v1/jobs/{job_id}/records?format=csv").text
     assert csv_text.splitlines()[0] == "index,prompt,completion,kind", csv_text[:200]
-    md = httpx.get(f"{URL}/v1/jobs/{job_id}/records?format=md").text
+    md = http.get(f"{URL}/v1/jobs/{job_id}/records?format=md").text
     assert md.startswith("# http-job") and md.count("## Record") == 6, md[:200]
-    card = httpx.get(f"{URL}/v1/jobs/{job_id}/card", timeout=60).json()
+    card = http.get(f"{URL}/v1/jobs/{job_id}/card", timeout=60).json()
     assert card["records"] == 6 and card["plugins"]["validators"][0]["name"] == "length", card
     assert card["corpus_metrics"]["length"]["count"] == 6.0, card["corpus_metrics"]
 
-    cancelled = httpx.post(f"{URL}/v1/jobs/{job_id}/cancel").json()
+    cancelled = http.post(f"{URL}/v1/jobs/{job_id}/cancel").json()
     assert cancelled["state"] == "completed", cancelled  # a finished job stays finished
-    assert httpx.get(URL + "/v1/jobs/http-job-000000000000").status_code == 404
-    bad = httpx.post(URL + "/v1/jobs", json=dict(spec, records=0))
+    assert http.get(URL + "/v1/jobs/http-job-000000000000").status_code == 404
+    bad = http.post(URL + "/v1/jobs", json=dict(spec, records=0))
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "records", bad.text
-    bad = httpx.post(URL + "/v1/jobs", json=dict(spec, strategy=dict(spec["strategy"], files={"x": "/etc/passwd"})))
+    bad = http.post(URL + "/v1/jobs", json=dict(spec, strategy=dict(spec["strategy"], files={"x": "/etc/passwd"})))
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "strategy.files", bad.text
     # Network grants are the operator's: a spec cannot give its provider hosts on the server.
-    bad = httpx.post(URL + "/v1/jobs", json=dict(spec, name="remote", model="provider:openai/gpt-x",
+    bad = http.post(URL + "/v1/jobs", json=dict(spec, name="remote", model="provider:openai/gpt-x",
                                                  provider={"config": {"base_url": "http://10.0.0.1/v1"}, "hosts": ["10.0.0.1"]}))
     assert bad.status_code == 400 and "operator" in bad.json()["error"]["message"], bad.text
-    bad = httpx.post(URL + "/v1/jobs", json=dict(spec, name="other", strategy={"plugin": "template", "config": {"mode": "x"}}))
+    bad = http.post(URL + "/v1/jobs", json=dict(spec, name="other", strategy={"plugin": "template", "config": {"mode": "x"}}))
     assert bad.status_code == 400 and "strategy.config" in bad.json()["error"]["message"], bad.text
 
 
@@ -542,8 +552,24 @@ def batch_wait(batch_id, n):
     print(f"batch {batch_id}: {n} results", flush=True)
 
 
+def make_key():
+    """A tenant without rate limits (the checks measure the server, not quotas) and a key
+    with every tenant scope; prints the key."""
+    tenant = f"check-{os.getpid()}"
+    limits = {"requests_per_minute": None, "tokens_per_minute": None, "max_concurrent_sequences": 4096}
+    r = admin.post(URL + "/v1/admin/tenants", json={"id": tenant, "limits": limits})
+    assert r.status_code == 201, r.text
+    r = admin.post(URL + "/v1/admin/keys", json={
+        "tenant": tenant, "scopes": ["generate", "jobs", "read", "plugins:install"], "name": "check_server"})
+    assert r.status_code == 201, r.text
+    print(r.json()["key"], flush=True)
+
+
 def main():
     global MODEL
+    if "--make-key" in sys.argv:
+        make_key()
+        return 0
     if "--batch-submit" in sys.argv:
         batch_submit(int(sys.argv[sys.argv.index("--batch-submit") + 1]))
         return 0

@@ -37,7 +37,7 @@ pub enum Policy {
 
 impl Policy {
     /// The scopes a key needs under this policy (none: any key; `None`: no key at all).
-    fn scopes(self, public_metrics: bool) -> Option<&'static [Scope]> {
+    pub(super) fn scopes(self, public_metrics: bool) -> Option<&'static [Scope]> {
         match self {
             Policy::Public => None,
             Policy::Metrics if public_metrics => None,

@@ -316,6 +316,21 @@ mod tests {
         assert_eq!(documented, served);
     }
 
+    /// Each operation's `x-scopes` (absent: public; empty: any key) is its route's policy,
+    /// so a client (and tests/openai/check_tenancy.py, which walks every route) can rely on it.
+    #[test]
+    fn the_openapi_document_states_each_routes_scopes() {
+        let doc: serde_json::Value = serde_json::from_str(super::OPENAPI).expect("valid JSON");
+        for (path, method, policy, _) in super::routes() {
+            let documented = &doc["paths"][path][method]["x-scopes"];
+            let expected = match policy.scopes(false) {
+                None => serde_json::Value::Null,
+                Some(scopes) => scopes.iter().map(|s| s.as_str()).collect(),
+            };
+            assert_eq!(documented, &expected, "{method} {path}");
+        }
+    }
+
     #[test]
     fn only_probes_are_public_and_admin_routes_need_admin() {
         use super::{Policy, Scope};

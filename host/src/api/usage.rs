@@ -25,7 +25,7 @@ pub async fn usage(
     Query(query): Query<UsageQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let id = query.tenant.unwrap_or_else(|| caller.tenant.id.clone());
-    let absent = || ApiError::not_found(format!("no tenant `{id}`"));
+    let absent = || ApiError::not_found("no tenant with that id");
     if id != caller.tenant.id && !caller.allows(Scope::Admin) {
         return Err(absent());
     }

@@ -91,6 +91,10 @@ pub enum Refusal {
     )]
     TooManyTokens { needed: u64, limit: u64 },
     #[error(
+        "this request needs {needed} sequences at once, more than the tenant's limit of {limit}; lower n"
+    )]
+    TooManySequences { needed: u32, limit: u32 },
+    #[error(
         "the tenant runs {running} sequences, its limit is {limit}; this request needs {needed} more"
     )]
     Sequences {
@@ -108,7 +112,7 @@ impl Refusal {
                 Some(*retry_after)
             }
             Refusal::Sequences { .. } => Some(Duration::from_secs(1)),
-            Refusal::TooManyTokens { .. } => None,
+            Refusal::TooManyTokens { .. } | Refusal::TooManySequences { .. } => None,
         }
     }
 }
@@ -216,6 +220,12 @@ impl Limiter {
         let mut map = self.lock();
         let state = Self::state(&mut map, tenant, limits, now);
         let limit = state.limits.max_concurrent_sequences;
+        if sequences > limit {
+            return Err(Refusal::TooManySequences {
+                needed: sequences,
+                limit,
+            });
+        }
         if state.running.saturating_add(sequences) > limit {
             return Err(Refusal::Sequences {
                 running: state.running,
