@@ -63,7 +63,13 @@ fi
 
 mkdir -p bench/.work
 LOG="$PWD/bench/.work/serve-$(date -u +%Y%m%dT%H%M%SZ).log"
-SERVER_CMD=("$TEXTNLP" serve --addr "127.0.0.1:$PORT")
+# The server's own state (tenants, keys) for this run, and its admin key (the operator
+# tenant has no rate limits): the benchmark measures serving, not quotas.
+STATE="$PWD/bench/.work/state-$$"
+rm -rf "$STATE"
+TEXTNLP_ADMIN_KEY=$("$TEXTNLP" key generate)
+export TEXTNLP_ADMIN_KEY
+SERVER_CMD=("$TEXTNLP" serve --addr "127.0.0.1:$PORT" --state-dir "$STATE")
 [ -n "$SERVER_MODEL" ] && SERVER_CMD+=(--model "$SERVER_MODEL")
 # shellcheck disable=SC2206  # --server-args is split on whitespace on purpose
 [ -n "$SERVER_ARGS" ] && SERVER_CMD+=($SERVER_ARGS)
@@ -89,6 +95,7 @@ cleanup() {
     server_alive && kill -KILL "$SERVER_PID" 2>/dev/null || true
     wait "$SERVER_PID" 2>/dev/null || true
   fi
+  rm -rf "$STATE"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -116,7 +123,7 @@ log "ready after $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", 
 
 LOAD_RC=0
 # In the background so that a signal to this script is handled (see cleanup) while it runs.
-"$LOAD_TEST" --url "$BASE" "${PASS[@]}" &
+"$LOAD_TEST" --url "$BASE" --api-key "$TEXTNLP_ADMIN_KEY" "${PASS[@]}" &
 LOAD_PID=$!
 wait "$LOAD_PID" || LOAD_RC=$?
 LOAD_PID=""

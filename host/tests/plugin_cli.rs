@@ -4,6 +4,8 @@
 //! --release --target wasm32-wasip2`). The rejection tests damage real components in the ways
 //! a user's file can be wrong; the author-flow test scaffolds, builds and installs a plugin.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -433,4 +435,53 @@ fn scaffolds_builds_and_installs_a_new_plugin() {
     let wasm = Path::new(SCAFFOLD_TARGET).join("wasm32-wasip2/release/my_check.wasm");
     let out = home.ok(&["plugin", "add", wasm.to_str().expect("utf-8")]);
     assert!(out.contains("added my-check 0.1.0 (validator)"), "{out}");
+}
+
+/// `textnlp tenant` and `textnlp key` on the state directory: a key is printed once, listed
+/// by its id only, revoked; bad scopes and ids are one clear error; installs are audited.
+#[test]
+fn tenants_and_keys_from_the_cli() {
+    let home = Home::new();
+    let created = home.ok(&["tenant", "create", "acme", "--tokens-per-minute", "5000"]);
+    assert!(created.contains("\"tokens_per_minute\": 5000"), "{created}");
+    home.fails(&["tenant", "create", "acme"]);
+    home.fails(&["tenant", "create", "Not Valid"]);
+    let key = home.ok(&[
+        "key",
+        "create",
+        "--tenant",
+        "acme",
+        "--scopes",
+        "generate,read",
+    ]);
+    let key = key.trim();
+    assert!(
+        key.starts_with("tnlp_") && key.len() == 5 + 12 + 1 + 48,
+        "{key}"
+    );
+    let id = &key[5..17];
+    let listed = home.ok(&["key", "list", "--tenant", "acme"]);
+    assert!(
+        listed.contains(id) && !listed.contains(&key[18..]),
+        "{listed}"
+    );
+    assert!(listed.contains("\"active\":true"), "{listed}");
+    home.fails(&[
+        "key",
+        "create",
+        "--tenant",
+        "acme",
+        "--scopes",
+        "everything",
+    ]);
+    home.fails(&["key", "create", "--tenant", "nobody", "--scopes", "read"]);
+    home.ok(&["key", "revoke", id]);
+    assert!(home.ok(&["key", "list"]).contains("\"active\":false"));
+    let generated = home.ok(&["key", "generate"]);
+    assert_ne!(generated.trim(), key);
+    home.ok(&["tenant", "delete", "acme"]);
+    assert!(!home.ok(&["tenant", "list"]).contains("acme"));
+    // The secret is nowhere in the state directory.
+    let files = common::assert_nowhere_in(&home.dir.path().join("state"), &[key[18..].to_owned()]);
+    assert!(files > 0);
 }

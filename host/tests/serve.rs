@@ -1,6 +1,8 @@
 //! `textnlp serve` on loopback, driven by the official `openai` Python client
 //! (tests/openai/check_server.py, installed by scripts/setup.sh into $TEXTNLP_HOME/python).
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -308,33 +310,7 @@ fn tenants_are_isolated_and_limited_and_keys_are_never_kept() {
     for secret in &secrets {
         assert!(!log.contains(secret.as_str()), "a key is in the server log");
     }
-    let mut files = 0;
-    for dir in [home.state.path(), jobs.path()] {
-        for path in walk(dir) {
-            let bytes = std::fs::read(&path).expect("reads a data file");
-            files += 1;
-            for secret in &secrets {
-                assert!(
-                    !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
-                    "a key is in {}",
-                    path.display()
-                );
-            }
-        }
-    }
+    let files = common::assert_nowhere_in(home.state.path(), &secrets)
+        + common::assert_nowhere_in(jobs.path(), &secrets);
     assert!(files > 0);
-}
-
-/// Every file under `dir`.
-fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("reads a directory") {
-        let path = entry.expect("a directory entry").path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
 }

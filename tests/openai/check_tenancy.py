@@ -193,6 +193,30 @@ def another_tenants_data_is_not_found():
     assert A.get(f"/v1/files/{file_id}").status_code == 200
 
 
+@check
+def job_size_and_plugin_capabilities_are_the_operators_to_give():
+    small = session(key(tenant("zeta", max_job_records=5)))
+    body = error(small.post("/v1/jobs", json={**JOB_SPEC, "records": 10}), 400, "job_too_large")
+    assert body["param"] == "records", body
+    # A tenant's install gets none of the capabilities its manifest asks for.
+    provider = os.path.join(os.path.dirname(HOSTILE), "provider_openai.wasm")
+    with open(provider, "rb") as f:
+        r = A.post("/v1/plugins", content=f.read())
+    assert r.status_code == 201, r.text
+    entry = r.json()
+    assert entry["requested"]["outbound_hosts"] and entry["grants"]["outbound_hosts"] == [], entry
+    # Only an admin grants, and only what the manifest asks for.
+    error(A.post(f"/v1/admin/plugins/{ALPHA}/{entry['name']}/grants", json={"requested": True}), 403)
+    error(admin.post(f"/v1/admin/plugins/{ALPHA}/{entry['name']}/grants",
+                     json={"outbound_hosts": ["evil.example"]}), 400, "invalid_plugin")
+    r = admin.post(f"/v1/admin/plugins/{ALPHA}/{entry['name']}/grants", json={"requested": True})
+    assert r.status_code == 200 and r.json()["grants"]["outbound_hosts"] == entry["requested"]["outbound_hosts"], r.text
+    audit = admin.get(f"/v1/admin/audit?tenant={ALPHA}&action=plugin.grant").json()["data"]
+    assert [e["target"] for e in audit] == [f"{ALPHA}/{entry['name']}"], audit
+    assert A.delete(f"/v1/plugins/{entry['name']}").status_code == 200
+    error(A.delete(f"/v1/plugins/{entry['name']}"), 404)
+
+
 def timed(fn):
     started = time.time()
     result = fn()

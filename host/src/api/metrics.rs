@@ -233,3 +233,48 @@ pub async fn count_requests(
     tracing::debug!(%route, %method, %status, elapsed = ?started.elapsed(), "request");
     response.into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_labels_are_bounded_and_the_rest_add_up_under_other() {
+        let metrics = Metrics::new();
+        let extra = 20;
+        let usage: Vec<(String, Usage)> = (0..MAX_TENANT_LABELS + extra)
+            .map(|i| {
+                let u = Usage {
+                    completion_tokens: i as u64 + 1,
+                    ..Usage::default()
+                };
+                (format!("t{i}"), u)
+            })
+            .collect();
+        metrics.set_tenant_usage(&usage);
+        metrics.set_tenant_usage(&usage); // idempotent: counters follow the totals
+        let tokens = |tenant: &str| {
+            metrics
+                .tenant_usage
+                .with_label_values(&[tenant, "completion_tokens"])
+                .get()
+        };
+        let families = metrics.registry.gather();
+        let family = families
+            .iter()
+            .find(|f| f.name() == "textnlp_tenant_usage_total")
+            .expect("the tenant usage family");
+        let tenants: std::collections::BTreeSet<String> = family
+            .get_metric()
+            .iter()
+            .flat_map(|m| m.get_label().iter())
+            .filter(|l| l.name() == "tenant")
+            .map(|l| l.value().to_owned())
+            .collect();
+        assert_eq!(tenants.len(), MAX_TENANT_LABELS + 1);
+        // The busiest keep their label; the 20 least busy (1..=20 tokens) are `_other`.
+        let busiest = format!("t{}", MAX_TENANT_LABELS + extra - 1);
+        assert_eq!(tokens(&busiest), (MAX_TENANT_LABELS + extra) as u64);
+        assert_eq!(tokens("_other"), (1..=extra as u64).sum::<u64>());
+    }
+}
