@@ -1,45 +1,100 @@
-//! Text around the engine's token ids: a pool of tokenizer-plugin instances shared by all
-//! requests, and [`TextStream`], which detokenizes a sequence incrementally and cuts it at
-//! stop strings (matched on text, across token boundaries).
+//! Text around the engine's token ids: tokenizer-plugin instances per tenant, and
+//! [`TextStream`], which detokenizes a sequence incrementally and cuts it at stop strings
+//! (matched on text, across token boundaries).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::plugins::{DecoderHandle, PluginError, SpecialTokens, TokenizerPlugin};
 
 /// Builds a fresh tokenizer instance (to replace one that trapped).
 pub type TokenizerLoader = Box<dyn Fn() -> Result<TokenizerPlugin, PluginError> + Send + Sync>;
 
-/// A few tokenizer instances; each request picks one round-robin and keeps using it (its
-/// streaming decoders live inside that instance). Calls take microseconds, so a plain mutex
-/// per instance is enough.
+/// Tenants whose tokenizer instances are kept; beyond it, the least recently used tenant's
+/// are dropped (and made again on its next request).
+const MAX_TENANTS: usize = 32;
+
+/// The tokenizer of every tenant. Each tenant gets instances of its own, made on first use,
+/// so whatever a tokenizer keeps between calls (the first-party one caches recent pieces, and
+/// a cache hit is faster) never crosses tenants: one tenant's text cannot show in another's
+/// tokenization time.
 pub struct TokenizerPool {
-    instances: Vec<Mutex<TokenizerPlugin>>,
-    next: AtomicUsize,
-    loader: TokenizerLoader,
+    loader: Arc<TokenizerLoader>,
+    per_tenant: usize,
     special: SpecialTokens,
+    /// Most recently used last.
+    tenants: Mutex<Vec<(String, Arc<Tokenizers>)>>,
 }
 
 impl TokenizerPool {
-    /// `count` instances built by `loader`.
-    pub fn new(loader: TokenizerLoader, count: usize) -> Result<Self, PluginError> {
-        let instances = (0..count.max(1))
-            .map(|_| loader().map(Mutex::new))
-            .collect::<Result<Vec<_>, _>>()?;
-        let special = instances[0]
-            .lock()
-            .expect("a fresh mutex is not poisoned")
-            .special_tokens()?;
+    /// A pool making `per_tenant` instances per tenant with `loader` (one is made now, to
+    /// check the plugin and read its special tokens).
+    pub fn new(loader: TokenizerLoader, per_tenant: usize) -> Result<Self, PluginError> {
+        let special = loader()?.special_tokens()?;
         Ok(TokenizerPool {
-            instances,
-            next: AtomicUsize::new(0),
-            loader,
+            loader: Arc::new(loader),
+            per_tenant: per_tenant.max(1),
             special,
+            tenants: Mutex::default(),
         })
     }
 
     pub fn special_tokens(&self) -> &SpecialTokens {
         &self.special
+    }
+
+    /// `tenant`'s instances.
+    pub fn tenant(&self, tenant: &str) -> Result<Arc<Tokenizers>, PluginError> {
+        if let Some(found) = self.touch(tenant) {
+            return Ok(found);
+        }
+        // Made outside the lock: instantiating takes a while, other tenants go on meanwhile.
+        let made = Arc::new(Tokenizers::new(Arc::clone(&self.loader), self.per_tenant)?);
+        let mut tenants = self.lock();
+        if let Some(at) = tenants.iter().position(|(t, _)| t == tenant) {
+            return Ok(Arc::clone(&tenants[at].1));
+        }
+        if tenants.len() == MAX_TENANTS {
+            tenants.remove(0);
+        }
+        tenants.push((tenant.to_owned(), Arc::clone(&made)));
+        Ok(made)
+    }
+
+    /// `tenant`'s instances if it has some, marked most recently used.
+    fn touch(&self, tenant: &str) -> Option<Arc<Tokenizers>> {
+        let mut tenants = self.lock();
+        let at = tenants.iter().position(|(t, _)| t == tenant)?;
+        let entry = tenants.remove(at);
+        let found = Arc::clone(&entry.1);
+        tenants.push(entry);
+        Some(found)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<(String, Arc<Tokenizers>)>> {
+        self.tenants.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// One tenant's tokenizer instances; each request picks one round-robin and keeps using it
+/// (its streaming decoders live inside that instance). Calls take microseconds, so a plain
+/// mutex per instance is enough.
+pub struct Tokenizers {
+    instances: Vec<Mutex<TokenizerPlugin>>,
+    next: AtomicUsize,
+    loader: Arc<TokenizerLoader>,
+}
+
+impl Tokenizers {
+    fn new(loader: Arc<TokenizerLoader>, count: usize) -> Result<Self, PluginError> {
+        let instances = (0..count.max(1))
+            .map(|_| loader().map(Mutex::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Tokenizers {
+            instances,
+            next: AtomicUsize::new(0),
+            loader,
+        })
     }
 
     /// An instance index for a new request.
@@ -100,7 +155,7 @@ pub struct TextStream {
 }
 
 impl TextStream {
-    pub fn new(pool: &TokenizerPool, stops: Vec<String>) -> Result<Self, PluginError> {
+    pub fn new(pool: &Tokenizers, stops: Vec<String>) -> Result<Self, PluginError> {
         let instance = pool.pick();
         let decoder = pool.with(instance, |t| t.incremental_decoder(true))?;
         Ok(TextStream {
@@ -114,7 +169,7 @@ impl TextStream {
     }
 
     /// Feeds one generated id.
-    pub fn push(&mut self, pool: &TokenizerPool, id: u32) -> Result<Piece, PluginError> {
+    pub fn push(&mut self, pool: &Tokenizers, id: u32) -> Result<Piece, PluginError> {
         if self.stopped {
             return Ok(Piece {
                 stopped: true,
@@ -129,7 +184,7 @@ impl TextStream {
 
     /// Ends the sequence: returns the rest of the text (held-back text and any buffered
     /// partial character).
-    pub fn finish(&mut self, pool: &TokenizerPool) -> Result<Piece, PluginError> {
+    pub fn finish(&mut self, pool: &Tokenizers) -> Result<Piece, PluginError> {
         if let Some(decoder) = self.decoder.take()
             && !self.stopped
         {

@@ -128,6 +128,8 @@ fn greedy_decoding_through_a_session_matches_a_direct_request() {
         .collect();
     let prompt = host()
         .tokenizers
+        .tenant("tests")
+        .expect("the tokenizer")
         .with_any(|t| t.encode(text, true, true))
         .expect("encode");
     assert_eq!(via_session, direct_greedy(prompt, 8));
@@ -147,10 +149,14 @@ fn generate_matches_a_direct_request() {
         .expect("generate works");
     let prompt = host()
         .tokenizers
+        .tenant("tests")
+        .expect("the tokenizer")
         .with_any(|t| t.encode("Say hello.", true, true))
         .expect("encode");
     let expected = host()
         .tokenizers
+        .tenant("tests")
+        .expect("the tokenizer")
         .with_any(|t| t.decode(&direct_greedy(prompt, 4), true))
         .expect("decode");
     let text = report
@@ -179,6 +185,8 @@ fn the_length_validator_counts_model_tokens_like_the_host() {
     for (text, result) in texts.iter().zip(&report.samples) {
         let ids = host()
             .tokenizers
+            .tenant("tests")
+            .expect("the tokenizer")
             .with_any(|t| t.encode(text, false, false))
             .expect("encode");
         let length = result
@@ -294,6 +302,8 @@ fn the_perplexity_plugin_scores_like_a_direct_forward_pass() {
     for (i, text) in texts.iter().enumerate().take(3) {
         let tokens = host()
             .tokenizers
+            .tenant("tests")
+            .expect("the tokenizer")
             .with_any(|t| t.encode(text, true, false))
             .expect("encode");
         let direct = direct_perplexity(&tokens);
@@ -319,4 +329,21 @@ fn the_perplexity_plugin_scores_like_a_direct_forward_pass() {
         .expect("scores");
     let reason = strict.samples[1].verdict.reason.as_deref().unwrap_or("");
     assert!(reason.contains("above max 1.5"), "{reason}");
+}
+
+/// Tenants never share a tokenizer instance (a tokenizer's cache would otherwise let one
+/// tenant's text show in another's timing); one tenant's requests reuse its instances.
+#[test]
+fn each_tenant_has_tokenizer_instances_of_its_own() {
+    let pool = &host().tokenizers;
+    let a = pool.tenant("tokenizer-a").expect("tenant a's instances");
+    let again = pool.tenant("tokenizer-a").expect("tenant a's instances");
+    let b = pool.tenant("tokenizer-b").expect("tenant b's instances");
+    assert!(Arc::ptr_eq(&a, &again));
+    assert!(!Arc::ptr_eq(&a, &b));
+    let encode = |t: &textnlp_host::text::Tokenizers| {
+        t.with_any(|t| t.encode("Hello tenants", false, false))
+            .expect("encodes")
+    };
+    assert_eq!(encode(&a), encode(&b));
 }

@@ -13,7 +13,7 @@ use super::error::ApiError;
 use super::params::Generation;
 use crate::engine::{Event, FinishReason, Request, TokenLogprob};
 use crate::tenancy::{Admission, Caller, Usage};
-use crate::text::TextStream;
+use crate::text::{TextStream, Tokenizers};
 
 /// One sequence to run: a prompt and its choice index in the response.
 pub struct ChoiceSpec {
@@ -76,6 +76,8 @@ pub struct Run {
     admission: Admission,
     /// (tenant, key) the usage is charged to.
     charged: (String, String),
+    /// The tenant's tokenizer instances, which hold this run's decoders.
+    tokenizers: Arc<Tokenizers>,
     prompt_tokens: usize,
     events: StreamMap<usize, UnboundedReceiverStream<Event>>,
     choices: Vec<ChoiceState>,
@@ -110,6 +112,7 @@ impl Run {
             rate_limited,
         )?;
         let client = caller.client();
+        let tokenizers = state.tokenizers_of(caller)?;
         let stop_tokens = if params.ignore_eos {
             Vec::new()
         } else {
@@ -141,7 +144,7 @@ impl Run {
             state.metrics.prompt_tokens.inc_by(spec.prompt.len() as u64);
             events.insert(spec.index, UnboundedReceiverStream::new(receiver));
             choices.push(ChoiceState {
-                text: TextStream::new(&state.tokenizers, params.stop.clone())?,
+                text: TextStream::new(&tokenizers, params.stop.clone())?,
                 tokens: 0,
                 first_token: None,
                 last_token: None,
@@ -152,6 +155,7 @@ impl Run {
             state: Arc::clone(state),
             admission,
             charged: (tenant.id.clone(), caller.key_id.clone()),
+            tokenizers,
             prompt_tokens: specs.iter().map(|s| s.prompt.len()).sum(),
             events,
             choices,
@@ -181,7 +185,8 @@ impl Run {
 
     fn on_event(&mut self, index: usize, event: Event) -> Result<(), ApiError> {
         let state = Arc::clone(&self.state);
-        let pool = &state.tokenizers;
+        let tokenizers = Arc::clone(&self.tokenizers);
+        let pool = &*tokenizers;
         let choice = &mut self.choices[index];
         if choice.done {
             return Ok(());
@@ -263,7 +268,7 @@ impl Run {
     }
 
     fn entry(&self, id: u32, lp: &TokenLogprob) -> Result<LogprobEntry, ApiError> {
-        let pool = &self.state.tokenizers;
+        let pool = &self.tokenizers;
         let text = |id: u32| pool.with_any(|t| t.decode(&[id], false));
         Ok(LogprobEntry {
             token: text(id)?,

@@ -39,8 +39,8 @@ use axum::routing::{delete, get, post};
 
 use crate::engine::EngineHandle;
 use crate::plugins::{Catalog, Registry};
-use crate::tenancy::{Scope, Tenancy};
-use crate::text::TokenizerPool;
+use crate::tenancy::{Caller, Scope, Tenancy};
+use crate::text::{TokenizerPool, Tokenizers};
 use auth::Policy;
 use error::ApiError;
 use metrics::Metrics;
@@ -76,6 +76,11 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The caller's tenant's tokenizer instances (tenants never share one).
+    fn tokenizers_of(&self, caller: &Caller) -> Result<Arc<Tokenizers>, ApiError> {
+        Ok(self.tokenizers.tenant(&caller.tenant.id)?)
+    }
+
     /// The served model's id if `requested` names it (404 otherwise, as OpenAI answers).
     fn check_model(&self, requested: &str) -> Result<String, ApiError> {
         if requested == self.model_id || requested == "default" {

@@ -18,6 +18,7 @@ use super::params::{Body, Generation};
 use crate::engine::fresh_seed;
 use crate::plugins::ChatMessage;
 use crate::tenancy::Caller;
+use crate::text::Tokenizers;
 
 /// Largest batch of prompts one `/v1/generate` call takes.
 const MAX_PROMPTS: usize = 1024;
@@ -59,8 +60,9 @@ pub async fn generate(
     let context = state.engine.context_length();
     let mut specs = Vec::with_capacity(prompts.len());
     let mut prompt_tokens = 0;
+    let tokenizers = state.tokenizers_of(&caller)?;
     for (index, prompt) in prompts.iter().enumerate() {
-        let ids = encode_prompt(&state, prompt, chat)?;
+        let ids = encode_prompt(&tokenizers, prompt, chat)?;
         if ids.len() + max_tokens > context {
             return Err(ApiError::bad_request(
                 "context_length_exceeded",
@@ -108,19 +110,17 @@ pub async fn generate(
     .into_response())
 }
 
-fn encode_prompt(state: &AppState, prompt: &str, chat: bool) -> Result<Vec<u32>, ApiError> {
+fn encode_prompt(tokenizers: &Tokenizers, prompt: &str, chat: bool) -> Result<Vec<u32>, ApiError> {
     let text = if chat {
         let message = ChatMessage {
             role: "user".into(),
             content: prompt.to_owned(),
         };
-        state
-            .tokenizers
-            .with_any(|t| t.apply_chat_template(&[message], true))?
+        tokenizers.with_any(|t| t.apply_chat_template(&[message], true))?
     } else {
         prompt.to_owned()
     };
-    let ids = state.tokenizers.with_any(|t| t.encode(&text, true, true))?;
+    let ids = tokenizers.with_any(|t| t.encode(&text, true, true))?;
     if ids.is_empty() {
         return Err(ApiError::invalid(
             "prompts",
@@ -133,6 +133,7 @@ fn encode_prompt(state: &AppState, prompt: &str, chat: bool) -> Result<Vec<u32>,
 /// `POST /v1/tokenize`: `{text, add_special?}` → `{tokens, count, max_model_len}`.
 pub async fn tokenize(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let mut body = Body::parse(&body, &["text", "add_special", "model"])?;
@@ -142,7 +143,7 @@ pub async fn tokenize(
     let text: String = body.require("text")?;
     let add_special = body.take::<bool>("add_special")?.unwrap_or(true);
     let tokens = state
-        .tokenizers
+        .tokenizers_of(&caller)?
         .with_any(|t| t.encode(&text, true, add_special))?;
     Ok(Json(json!({
         "count": tokens.len(),
@@ -154,6 +155,7 @@ pub async fn tokenize(
 /// `POST /v1/detokenize`: `{tokens}` → `{text}`.
 pub async fn detokenize(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let mut body = Body::parse(&body, &["tokens", "model"])?;
@@ -168,7 +170,9 @@ pub async fn detokenize(
             format!("token id {id} is outside the vocabulary ({n_vocab} tokens)"),
         ));
     }
-    let text = state.tokenizers.with_any(|t| t.decode(&tokens, false))?;
+    let text = state
+        .tokenizers_of(&caller)?
+        .with_any(|t| t.decode(&tokens, false))?;
     Ok(Json(json!({ "text": text })))
 }
 

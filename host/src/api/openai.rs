@@ -20,6 +20,7 @@ use super::params::{Body, GENERATION_KEYS, Generation};
 use crate::engine::fresh_seed;
 use crate::plugins::ChatMessage;
 use crate::tenancy::Caller;
+use crate::text::Tokenizers;
 
 /// The two response flavours.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -46,7 +47,7 @@ pub async fn chat_completions(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let prepared = prepare_chat(&state, &body)?;
+    let prepared = prepare_chat(&state, &caller, &body)?;
     respond(state, &caller, prepared, started).await
 }
 
@@ -59,7 +60,7 @@ pub async fn batch_chat_completion(
     body: &[u8],
 ) -> Result<Value, ApiError> {
     let started = Instant::now();
-    let mut prepared = prepare_chat(state, body)?;
+    let mut prepared = prepare_chat(state, caller, body)?;
     if prepared.params.stream {
         return Err(ApiError::invalid(
             "stream",
@@ -82,7 +83,7 @@ pub async fn batch_chat_completion(
 }
 
 /// Reads and checks a chat request, tokenizes its rendered messages.
-fn prepare_chat(state: &AppState, body: &[u8]) -> Result<Prepared, ApiError> {
+fn prepare_chat(state: &AppState, caller: &Caller, body: &[u8]) -> Result<Prepared, ApiError> {
     let mut keys = GENERATION_KEYS.to_vec();
     keys.extend([
         "messages",
@@ -103,10 +104,9 @@ fn prepare_chat(state: &AppState, body: &[u8]) -> Result<Prepared, ApiError> {
         ));
     }
     let top_logprobs = logprobs.then(|| top.unwrap_or(0) as usize);
-    let text = state
-        .tokenizers
-        .with_any(|t| t.apply_chat_template(&messages, true))?;
-    let ids = state.tokenizers.with_any(|t| t.encode(&text, true, true))?;
+    let tokenizers = state.tokenizers_of(caller)?;
+    let text = tokenizers.with_any(|t| t.apply_chat_template(&messages, true))?;
+    let ids = tokenizers.with_any(|t| t.encode(&text, true, true))?;
     prepare(state, Flavor::Chat, vec![ids], params, top_logprobs, model)
 }
 
@@ -140,7 +140,8 @@ pub async fn completions(
     // OpenAI's default for this route.
     params.max_tokens.get_or_insert(16);
     let top_logprobs = body.integer("logprobs", 0, 20)?.map(|k| k as usize);
-    let prompts = read_prompts(&state, body.require("prompt")?)?;
+    let tokenizers = state.tokenizers_of(&caller)?;
+    let prompts = read_prompts(&tokenizers, body.require("prompt")?)?;
     let prepared = prepare(
         &state,
         Flavor::Completion,
@@ -237,14 +238,14 @@ fn read_message(i: usize, m: Value) -> Result<ChatMessage, ApiError> {
 }
 
 /// `prompt`: a string, an array of strings, an array of token ids, or an array of those.
-fn read_prompts(state: &AppState, value: Value) -> Result<Vec<Vec<u32>>, ApiError> {
+fn read_prompts(tokenizers: &Tokenizers, value: Value) -> Result<Vec<Vec<u32>>, ApiError> {
     let bad = || {
         ApiError::invalid(
             "prompt",
             "`prompt` must be a string, an array of strings, an array of token ids or an array of token-id arrays",
         )
     };
-    let encode = |s: &str| state.tokenizers.with_any(|t| t.encode(s, true, true));
+    let encode = |s: &str| tokenizers.with_any(|t| t.encode(s, true, true));
     let ids = |v: &[Value]| {
         v.iter()
             .map(|x| {

@@ -21,7 +21,7 @@ use crate::engine::{
 };
 use crate::plugins::provider::ChatRequest;
 use crate::plugins::{PluginError, ProviderPlugin};
-use crate::text::{TextStream, TokenizerPool};
+use crate::text::{TextStream, TokenizerPool, Tokenizers};
 
 /// Sessions one plugin instance may hold open at once; each may reserve KV memory.
 const MAX_SESSIONS: usize = 8;
@@ -159,25 +159,38 @@ impl ModelAccess {
         self.tokenizers.special_tokens().end_of_turn.clone()
     }
 
-    fn tokenize(&self, text: &str, add_special: bool) -> Result<Vec<u32>, wit::Error> {
+    /// The tokenizer instances of `tenant` (never another tenant's: see [`TokenizerPool`]).
+    fn tokenizers_of(&self, tenant: &str) -> Result<Arc<Tokenizers>, wit::Error> {
+        Ok(self.tokenizers.tenant(tenant)?)
+    }
+
+    fn tokenize(
+        &self,
+        tenant: &str,
+        text: &str,
+        add_special: bool,
+    ) -> Result<Vec<u32>, wit::Error> {
         Ok(self
-            .tokenizers
+            .tokenizers_of(tenant)?
             .with_any(|t| t.encode(text, true, add_special))?)
     }
 
-    fn detokenize(&self, ids: &[u32]) -> Result<String, wit::Error> {
+    fn detokenize(&self, tenant: &str, ids: &[u32]) -> Result<String, wit::Error> {
         let n_vocab = self.engine.n_vocab();
         if let Some(id) = ids.iter().find(|&&id| id as usize >= n_vocab) {
             return Err(wit::Error::InvalidRequest(format!(
                 "token id {id} is outside the vocabulary ({n_vocab} tokens)"
             )));
         }
-        Ok(self.tokenizers.with_any(|t| t.decode(ids, false))?)
+        Ok(self
+            .tokenizers_of(tenant)?
+            .with_any(|t| t.decode(ids, false))?)
     }
 
     /// One whole completion through the engine.
     fn generate(
         &self,
+        tenant: &str,
         client: &str,
         mut request: wit::GenerationRequest,
         policy: GenerationPolicy,
@@ -187,7 +200,11 @@ impl ModelAccess {
         if let Some(remote) = &self.remote {
             return Ok(self.generate_remote(remote, request, &policy));
         }
-        let prompt = match self.prompt_ids(&request.prompt) {
+        let tokenizers = match self.tokenizers_of(tenant) {
+            Ok(tokenizers) => tokenizers,
+            Err(e) => return Ok(Err(e)),
+        };
+        let prompt = match self.prompt_ids(tenant, &request.prompt) {
             Ok(ids) => ids,
             Err(e) => return Ok(Err(e)),
         };
@@ -211,7 +228,7 @@ impl ModelAccess {
             Ok(events) => events,
             Err(e) => return Ok(Err(e.into())),
         };
-        let mut stream = match TextStream::new(&self.tokenizers, request.stop) {
+        let mut stream = match TextStream::new(&tokenizers, request.stop) {
             Ok(stream) => stream,
             Err(e) => return Ok(Err(e.into())),
         };
@@ -222,7 +239,7 @@ impl ModelAccess {
                 None => return Err(Trap::Interrupt),
                 Some(Some(Event::Token { id, .. })) => {
                     completion_tokens += 1;
-                    stream.push(&self.tokenizers, id)
+                    stream.push(&tokenizers, id)
                 }
                 Some(Some(Event::Finished(reason))) => break reason,
                 Some(Some(Event::Failed(why))) => return Ok(Err(wit::Error::Failed(why))),
@@ -237,7 +254,7 @@ impl ModelAccess {
                 Err(e) => return Ok(Err(e.into())),
             }
         };
-        match stream.finish(&self.tokenizers) {
+        match stream.finish(&tokenizers) {
             Ok(piece) => text.push_str(&piece.text),
             Err(e) => return Ok(Err(e.into())),
         }
@@ -255,17 +272,18 @@ impl ModelAccess {
         }))
     }
 
-    fn prompt_ids(&self, prompt: &wit::Prompt) -> Result<Vec<u32>, wit::Error> {
+    fn prompt_ids(&self, tenant: &str, prompt: &wit::Prompt) -> Result<Vec<u32>, wit::Error> {
         let text = match prompt {
             wit::Prompt::Text(text) => text.clone(),
-            wit::Prompt::Chat(messages) => self.render_chat(messages, true)?,
+            wit::Prompt::Chat(messages) => self.render_chat(tenant, messages, true)?,
         };
-        self.tokenize(&text, true)
+        self.tokenize(tenant, &text, true)
     }
 
     /// The chat through the model's template, exactly as a `chat` prompt is rendered.
     fn render_chat(
         &self,
+        tenant: &str,
         messages: &[wit::ChatMessage],
         add_generation_prompt: bool,
     ) -> Result<String, wit::Error> {
@@ -277,7 +295,7 @@ impl ModelAccess {
             })
             .collect();
         Ok(self
-            .tokenizers
+            .tokenizers_of(tenant)?
             .with_any(|t| t.apply_chat_template(&messages, add_generation_prompt))?)
     }
 }
@@ -371,9 +389,10 @@ impl PluginState {
         }
     }
 
-    /// Whom model work is charged to in the engine's fair queue.
+    /// Whom model work is charged to in the engine's fair queue: the plugin's tenant, like
+    /// the tenant's own API requests.
     fn client(&self) -> String {
-        format!("plugin:{}/{}", self.tenant(), self.name())
+        format!("tenant:{}", self.tenant())
     }
 }
 
@@ -389,11 +408,13 @@ impl wit::Host for PluginState {
     ) -> wasmtime::Result<Result<Vec<u32>, wit::Error>> {
         Ok(self
             .local_model()
-            .and_then(|m| m.tokenize(&text, add_special)))
+            .and_then(|m| m.tokenize(self.tenant(), &text, add_special)))
     }
 
     fn detokenize(&mut self, tokens: Vec<u32>) -> wasmtime::Result<Result<String, wit::Error>> {
-        Ok(self.local_model().and_then(|m| m.detokenize(&tokens)))
+        Ok(self
+            .local_model()
+            .and_then(|m| m.detokenize(self.tenant(), &tokens)))
     }
 
     fn generate(
@@ -405,6 +426,7 @@ impl wit::Host for PluginState {
             Err(e) => return Ok(Err(e)),
         };
         Ok(model.generate(
+            self.tenant(),
             &self.client(),
             request,
             self.policy.clone(),
@@ -419,7 +441,7 @@ impl wit::Host for PluginState {
     ) -> wasmtime::Result<Result<String, wit::Error>> {
         Ok(self
             .local_model()
-            .and_then(|m| m.render_chat(&messages, add_generation_prompt)))
+            .and_then(|m| m.render_chat(self.tenant(), &messages, add_generation_prompt)))
     }
 }
 
