@@ -17,10 +17,11 @@ import os
 import sys
 import threading
 import time
-import traceback
 
 import httpx
 import openai
+
+import checks
 
 URL = sys.argv[1].rstrip("/")
 KEY = os.environ.get("TEXTNLP_API_KEY", "")
@@ -590,17 +591,7 @@ def main():
         overload(int(sys.argv[sys.argv.index("--overload") + 1]))
         print("overload: ok", flush=True)
         return 0
-    failed = 0
-    for fn in CHECKS:
-        started = time.time()
-        try:
-            fn()
-            print(f"ok   {fn.__name__} ({time.time() - started:.1f}s)", flush=True)
-        except Exception:  # noqa: BLE001 - every check runs; failures are listed
-            failed += 1
-            print(f"FAIL {fn.__name__}\n{traceback.format_exc()}", flush=True)
-    print(f"{len(CHECKS) - failed}/{len(CHECKS)} checks passed", flush=True)
-    return 1 if failed else 0
+    return checks.run(CHECKS, "checks")
 
 
 if __name__ == "__main__":

@@ -16,10 +16,11 @@ import statistics
 import sys
 import threading
 import time
-import traceback
 
 import httpx
 import openai
+
+import checks
 
 URL = sys.argv[1].rstrip("/")
 HOSTILE = sys.argv[2]
@@ -252,8 +253,17 @@ def a_hostile_plugin_does_not_hold_up_another_tenant():
     for t in spinners:
         t.start()
     time.sleep(0.5)  # A's calls are spinning now
-    loaded = [timed(b_chat)[1] for _ in range(3)] + [timed(b_validate)[1]]
+    loaded = []
+    # B's requests at once, as a tenant's clients send them (and so that a loaded CI
+    # machine's slowness is not added up four times).
+    b_threads = [threading.Thread(target=lambda f=f: loaded.append(timed(f)[1]))
+                 for f in (b_chat, b_chat, b_chat, b_validate)]
+    for t in b_threads:
+        t.start()
+    for t in b_threads:
+        t.join()
     b_done = time.time()
+    assert len(loaded) == 4, "a request of B failed"
     for t in spinners:
         t.join()
     first_a = min(at for at, _, _ in ended)
@@ -273,9 +283,9 @@ def token_quota_is_exact_under_a_burst():
     first = s.post("/v1/completions", json={"model": "default", "prompt": prompt, "max_tokens": 1}).json()
     probe = first["usage"]["prompt_tokens"]
     left = 600 - (probe + 1)
-    # Each request needs `need` tokens, so that exactly 14 fit in what is left and a 15th
-    # would need seconds more of refill (10 tokens/s): the burst takes well under that.
-    need = left // 14
+    # Each request needs `need` tokens, so that exactly 5 fit in what is left and a 6th
+    # would need over 10 s more of refill (10 tokens/s): the burst takes far less.
+    need = left // 5
     max_tokens = need - probe
     results = []
 
@@ -296,7 +306,7 @@ def token_quota_is_exact_under_a_burst():
     print(f"  30 requests of {probe}+{max_tokens} tokens against 600 tokens/min: {len(ok)} accepted "
           f"({used} tokens), {len(limited)} refused", flush=True)
     assert all(r.json()["usage"]["prompt_tokens"] == probe for r in ok)
-    assert len(ok) == 14 and used <= left, (len(ok), used, left)
+    assert len(ok) == 5 and used <= left, (len(ok), used, left)
     for r in limited:
         assert int(r.headers["retry-after"]) >= 1, r.headers
         assert r.headers["x-ratelimit-limit-tokens"] == "600", r.headers
@@ -396,17 +406,7 @@ def the_openai_client_works_with_a_tenant_key():
 
 
 def main():
-    failed = 0
-    for fn in CHECKS:
-        started = time.time()
-        try:
-            fn()
-            print(f"ok   {fn.__name__} ({time.time() - started:.1f}s)", flush=True)
-        except Exception:  # noqa: BLE001 - every check runs; failures are listed
-            failed += 1
-            print(f"FAIL {fn.__name__}\n{traceback.format_exc()}", flush=True)
-    print(f"{len(CHECKS) - failed}/{len(CHECKS)} tenancy checks passed", flush=True)
-    return 1 if failed else 0
+    return checks.run(CHECKS, "tenancy checks")
 
 
 if __name__ == "__main__":
