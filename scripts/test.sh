@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run all tests and checks, failing at the first one that fails:
-#   set-up (plugins + default model), formatting, host tests, host clippy, plugin clippy.
+#   set-up (plugins + default model + NVRTC), formatting, host tests, CUDA kernel compilation,
+#   host clippy, CUDA clippy, plugin clippy.
 # This is what CI runs (.ci/run), on a clean clone with 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,8 +25,18 @@ step "formatting of the plugin workspace (cd plugins && cargo fmt --all -- --che
 step "tests (cargo test --release --workspace)"
 cargo test --release --workspace
 
+# No GPU needed: NVRTC from the PyPI wheel that setup.sh installed compiles every CUDA kernel
+# for compute_80 and compute_90 (a missing library fails the step instead of skipping it).
+TEXTNLP_HOME="${TEXTNLP_HOME:-${XDG_DATA_HOME:-$HOME/.local/share}/textnlp}"
+step "CUDA kernels compile (cargo test --release -p textnlp-kernels --features cuda --test nvrtc)"
+LD_LIBRARY_PATH="$TEXTNLP_HOME/nvrtc/nvidia/cu13/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+  TEXTNLP_REQUIRE_NVRTC=1 cargo test --release -p textnlp-kernels --features cuda --test nvrtc
+
 step "lints (cargo clippy --release --workspace --all-targets -- -D warnings)"
 cargo clippy --release --workspace --all-targets -- -D warnings
+
+step "CUDA lints (cargo clippy --release -p textnlp-kernels --features cuda --all-targets -- -D warnings)"
+cargo clippy --release -p textnlp-kernels --features cuda --all-targets -- -D warnings
 
 step "plugin lints (cd plugins && cargo clippy --release --target wasm32-wasip2 -- -D warnings)"
 (cd plugins && cargo clippy --release --target wasm32-wasip2 -- -D warnings)

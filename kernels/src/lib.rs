@@ -5,6 +5,8 @@
 //! models, HTTP or WebAssembly; `textnlp-host` composes these pieces into a forward pass.
 
 pub mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod quant;
 
 pub use quant::TensorType;
