@@ -263,7 +263,9 @@ extern "C" __global__ void apply_penalties(float* logits, int logits_stride, int
     const SampleParams p = params[r];
     if (p.repetition_penalty == 1.0f && p.presence_penalty == 0.0f && p.frequency_penalty == 0.0f)
         return;
-    for (int i = threadIdx.x; i < n_ids[r]; i += blockDim.x) {
+    // Clamped so that a count written past the row's capacity cannot read another row's ids.
+    const int n = min(n_ids[r], max_ids);
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
         const u32 id = ids[r * max_ids + i];
         if (id >= (u32)vocab) continue;
         float* logit = logits + r * logits_stride + id;

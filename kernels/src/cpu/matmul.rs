@@ -603,6 +603,16 @@ impl TaskSet {
     }
 }
 
+/// The activation quantizer of every product, for one block of 32 values: the codes, the scale
+/// `d` and the sums of the codes over the two 16-element halves. The CUDA kernels that write
+/// Q8 activation blocks must reproduce it bit for bit.
+#[cfg(feature = "cuda")]
+pub(crate) fn quantize_act_block(x: &[f32; 32]) -> ([i8; 32], f32, i32, i32) {
+    let mut q = [0i8; 32];
+    let sums = act::quantize_block_scalar(x, &mut q);
+    (q, sums.d, sums.lo, sums.hi)
+}
+
 /// Slow reference: dequantize each row with quant::reference and dot in f64. For tests only
 /// but public.
 pub fn matmul_reference(w: &QMatrix, x: &[f32], n: usize, out: &mut [f32]) {

@@ -21,6 +21,46 @@ pub const PREFILL_ROWS: usize = 16;
 /// Threads per block of `sample_tokens`.
 pub const SAMPLE_THREADS: usize = 1024;
 
+/// One Q8 activation block (`block_q8_act` in `kernels/cuda/common.cu`): what `quantize_q8`,
+/// `rmsnorm_q8` and `swiglu_q8` write and the quantized products read, `[n][cols/32]` of them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Q8Block {
+    /// `amax / 127` of the 32 values.
+    pub d: f32,
+    /// Σ of the codes `qs[..16]` and `qs[16..]`.
+    pub sum_lo: i16,
+    pub sum_hi: i16,
+    pub qs: [i8; 32],
+}
+
+impl Q8Block {
+    /// The block the CPU's matmul makes of these 32 activations (`cpu::matmul`'s quantizer),
+    /// which the kernels reproduce bit for bit.
+    pub fn quantize(x: &[f32; 32]) -> Self {
+        let (qs, d, lo, hi) = crate::cpu::matmul::quantize_act_block(x);
+        // |Σ of 16 codes| ≤ 16·127 fits an i16.
+        Q8Block {
+            d,
+            sum_lo: lo as i16,
+            sum_hi: hi as i16,
+            qs,
+        }
+    }
+
+    /// The block's f32 bits equal to another's, so that `-0.0`/`0.0` and NaN scales compare as
+    /// the kernels wrote them.
+    pub fn bitwise_eq(&self, other: &Self) -> bool {
+        self.d.to_bits() == other.d.to_bits()
+            && (self.sum_lo, self.sum_hi, self.qs) == (other.sum_lo, other.sum_hi, other.qs)
+    }
+}
+
+// SAFETY: `#[repr(C)]` plain data without padding (4 + 2 + 2 + 32 = 40 bytes, checked by the
+// tests and by a static_assert on the CUDA side); every bit pattern, zero included, is valid.
+unsafe impl cudarc::driver::DeviceRepr for Q8Block {}
+unsafe impl cudarc::driver::ValidAsZeroBits for Q8Block {}
+
 /// Per-row parameters of `sample_tokens` and `apply_penalties`, laid out as `SampleParams` in
 /// `kernels/cuda/sampling.cu`. The host fills one per sequence each step, from the same
 /// [`SamplingParams`] and step counter the CPU sampler uses.
@@ -70,6 +110,8 @@ impl SampleRow {
 // SAFETY: `#[repr(C)]` plain data with no padding (8 + 8 + 6·4 + 2·4 = 48 bytes, checked by the
 // tests and by a static_assert on the CUDA side), valid for any bit pattern the host writes.
 unsafe impl cudarc::driver::DeviceRepr for SampleRow {}
+// SAFETY: as above; all zeros is a valid (greedy) row.
+unsafe impl cudarc::driver::ValidAsZeroBits for SampleRow {}
 
 #[cfg(test)]
 mod tests {
@@ -99,6 +141,15 @@ mod tests {
         );
         assert!(crate::cuda::PRELUDE.contains("sizeof(block_q8_act) == 40"));
         assert_eq!(Q8_BLOCK_BYTES, 40);
+        assert_eq!(size_of::<Q8Block>(), Q8_BLOCK_BYTES);
+        assert_eq!(
+            [
+                offset_of!(Q8Block, sum_lo),
+                offset_of!(Q8Block, sum_hi),
+                offset_of!(Q8Block, qs)
+            ],
+            [4, 6, 8]
+        );
         for hd in ATTN_HEAD_DIMS {
             for kind in ["DECODE", "PREFILL"] {
                 assert!(attention.contains(&format!("{kind}_ENTRY({hd})")));
@@ -127,6 +178,18 @@ mod tests {
                 .source()
                 .contains("sizeof(SampleParams) == 48")
         );
+    }
+
+    #[test]
+    fn q8_block_is_the_cpu_quantizer() {
+        let x: [f32; 32] = std::array::from_fn(|i| (i as f32 - 10.0) * 0.37);
+        let b = Q8Block::quantize(&x);
+        assert_eq!(b.d, 21.0 * 0.37 / 127.0);
+        assert_eq!(b.qs[31], 127);
+        let sum = |q: &[i8]| q.iter().map(|&v| i16::from(v)).sum::<i16>();
+        assert_eq!((b.sum_lo, b.sum_hi), (sum(&b.qs[..16]), sum(&b.qs[16..])));
+        assert!(b.bitwise_eq(&b));
+        assert_eq!(Q8Block::quantize(&[0.0; 32]), Q8Block::default());
     }
 
     #[test]

@@ -2,6 +2,9 @@
 //! compilation to PTX with NVRTC, an on-disk PTX cache, and the layouts the kernels share with
 //! Rust.
 //!
+//! [`Device`] opens a GPU, loads every kernel for its compute capability and launches them
+//! through checked methods; [`Device::capture`] records launches into a replayable [`Graph`].
+//!
 //! Nothing here needs CUDA to build: cudarc loads `libcuda` and `libnvrtc` with `dlopen` on
 //! first use. Its first real call panics when a library is missing, so callers check with
 //! [`probe`] (or [`nvrtc_available`] for compiling only) before anything else.
@@ -13,12 +16,17 @@
 
 mod abi;
 mod compile;
+mod device;
 
 pub use abi::{
     ATTN_HEAD_DIMS, ATTN_MAX_GROUP, ATTN_TILE, MATMUL_COLS, MATMUL_ROWS_PER_BLOCK, PREFILL_ROWS,
-    Q8_BLOCK_BYTES, SAMPLE_THREADS, SampleRow,
+    Q8_BLOCK_BYTES, Q8Block, SAMPLE_THREADS, SampleRow,
 };
 pub use compile::{CompileError, Compiler, Ptx, nvrtc_version};
+pub use device::{
+    DecodeArgs, DecodeSplits, Device, DeviceError, DeviceWeights, Graph, KvLayout, LogitRows,
+    PrefillArgs, RopeShape,
+};
 
 /// Why the CUDA backend cannot run on this machine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
