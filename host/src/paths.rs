@@ -47,3 +47,9 @@ pub fn state_dir() -> PathBuf {
 pub fn jobs_dir() -> PathBuf {
     home().join("jobs")
 }
+
+/// Compiled CUDA kernels (PTX), keyed by their source and target, so a GPU opens without
+/// recompiling them.
+pub fn ptx_cache() -> PathBuf {
+    home().join("cache").join("ptx")
+}

@@ -18,6 +18,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::engine::{Engine, EngineConfig};
 use crate::model::Llama;
+use crate::model::backend::{self, Backend, BackendRequest};
 use crate::model::gguf::GgufFile;
 use crate::model::vocab::{Vocabulary, vocabulary_from_gguf};
 use crate::paths;
@@ -71,6 +72,10 @@ struct ModelArgs {
     /// Tokenizer plugin component [default: the installed tokenizer-bpe plugin]
     #[arg(long, value_name = "PATH")]
     tokenizer_plugin: Option<PathBuf>,
+    /// Compute backend: `auto` uses CUDA where the driver, NVRTC and a GPU are usable, else the
+    /// CPU (saying why in one log line)
+    #[arg(long, value_enum, default_value_t = BackendRequest::Auto)]
+    backend: BackendRequest,
 }
 
 impl ModelArgs {
@@ -90,8 +95,18 @@ impl ModelArgs {
     }
 
     fn load_model(&self) -> Result<Llama> {
+        self.load_model_on_backend().map(|(model, _)| model)
+    }
+
+    /// The model and the backend it runs on, chosen before loading so that an unusable
+    /// `--backend cuda` fails fast.
+    fn load_model_on_backend(&self) -> Result<(Llama, Backend)> {
+        // Only an explicit `--backend cuda` can fail; `auto` falls back.
+        let backend = backend::select(self.backend).context("cannot use --backend cuda")?;
         let file = self.open_file()?;
-        Llama::load(file).with_context(|| format!("loading model {}", self.model_path().display()))
+        let model = Llama::load(file)
+            .with_context(|| format!("loading model {}", self.model_path().display()))?;
+        Ok((model, backend))
     }
 
     /// The model on a running engine, with tokenizer instances for plugins' model access.

@@ -15,7 +15,7 @@ use crate::api::metrics::Metrics;
 use crate::api::{AppState, router};
 use crate::engine::{Engine, EngineConfig, Event, Priority, Request};
 use crate::jobs::{Runner, Store};
-use crate::model::Llama;
+use crate::model::{Backend, Llama};
 use crate::paths;
 use crate::plugins::{Catalog, ModelAccess, PluginRuntime, Registry};
 use crate::tenancy::Tenancy;
@@ -143,7 +143,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let model_path = args.model.model_path();
-    let model = Arc::new(args.model.load_model()?);
+    let (model, backend) = args.model.load_model_on_backend()?;
+    let model = Arc::new(model);
     let tokenizers = tokenizer_pool(&args, &model)?;
     let model_id = model_path
         .file_stem()
@@ -195,7 +196,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         created: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
-        fingerprint: format!("textnlp-{}-cpu-{}", env!("CARGO_PKG_VERSION"), Isa::best()),
+        fingerprint: fingerprint(backend),
         n_vocab,
         ready: Default::default(),
     });
@@ -211,6 +212,16 @@ pub fn run(args: ServeArgs) -> Result<()> {
     runtime.shutdown_timeout(Duration::from_secs(1));
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The OpenAI `system_fingerprint`: the build and the backend the model runs on (with the CPU's
+/// kernel ISA, which decides the exact floating-point results).
+fn fingerprint(backend: Backend) -> String {
+    let version = env!("CARGO_PKG_VERSION");
+    match backend {
+        Backend::Cpu => format!("textnlp-{version}-cpu-{}", Isa::best()),
+        Backend::Cuda => format!("textnlp-{version}-cuda"),
+    }
 }
 
 fn tokenizer_pool(args: &ServeArgs, model: &Llama) -> Result<Arc<TokenizerPool>> {

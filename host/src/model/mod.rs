@@ -1,11 +1,13 @@
 //! Model runtime: GGUF reader, weights, architectures and the forward pass.
 
+pub mod backend;
 pub mod config;
 pub mod gguf;
 pub mod kv_cache;
 pub mod llama;
 pub mod vocab;
 
+pub use backend::{Backend, BackendError, BackendRequest};
 pub use config::LlamaConfig;
 pub use kv_cache::KvCache;
 pub use llama::{Llama, LogitsFor, Scratch, SequenceStep};
