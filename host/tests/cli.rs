@@ -207,6 +207,40 @@ fn bad_input_gives_one_line_errors() {
 }
 
 #[test]
+fn backend_cpu_runs_and_an_unusable_cuda_backend_is_refused() {
+    let generate = |backend: &str| {
+        textnlp(&[
+            "generate",
+            "--backend",
+            backend,
+            "--raw",
+            "--temperature",
+            "0",
+            "--max-tokens",
+            "1",
+            "--json",
+            "Hi",
+        ])
+    };
+    assert_eq!(
+        stdout_json(&generate("cpu"))["ids"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // No build can run CUDA yet; the message says what stands in the way.
+    let cuda = generate("cuda");
+    assert_clean_failure(&cuda, "cannot use --backend cuda");
+    let reason = if cfg!(feature = "cuda") {
+        "CUDA"
+    } else {
+        "--features cuda"
+    };
+    assert_clean_failure(&cuda, reason);
+}
+
+#[test]
 fn prompts_longer_than_the_context_are_refused_not_truncated() {
     let long = "word ".repeat(9000);
     assert_clean_failure(
