@@ -2,13 +2,15 @@
 //!
 //! - `pp512`: one sequence prefills 512 tokens from an empty cache;
 //! - `tg128`: one sequence decodes 128 tokens one at a time from an empty cache;
-//! - `batched` (N = 1, 4, 16, 64): N sequences each prefill 128 tokens, then decode 128 tokens
-//!   together, one batched forward step per token; reported as aggregate generated tokens per
-//!   second over the decode phase (llama-batched-bench's S_TG), and as `e2e_tokens_per_s` over
-//!   prefill + decode (the rate a server's clients see for the same work).
+//! - `batched` (N = 1, 4, 16, 64 on the CPU, 1, 16, 64, 256 on a GPU): N sequences each prefill
+//!   `--prompt-tokens` (128) tokens, then decode `--gen-tokens` (128) tokens together, one
+//!   batched forward step per token; reported as aggregate generated tokens per second over the
+//!   decode phase (llama-batched-bench's S_TG), and as `e2e_tokens_per_s` over prefill + decode
+//!   (the rate a server's clients see for the same work).
 //!
-//! Token ids are pseudo-random, as in llama-bench. Each test runs `--repetitions` times after
-//! one warm-up; the mean and standard deviation are printed.
+//! Every line names the backend (and the GPU). Token ids are pseudo-random, as in llama-bench.
+//! Each test runs `--repetitions` times after one warm-up; the mean and standard deviation are
+//! printed.
 
 use std::time::Instant;
 
@@ -18,7 +20,7 @@ use serde_json::json;
 use textnlp_kernels::cpu::sampling::argmax;
 
 use super::ModelArgs;
-use crate::model::{KvCache, Llama, LogitsFor, Scratch, SequenceStep};
+use crate::model::{Backend, KvCache, Llama, LogitsFor, Scratch, SequenceStep};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -27,18 +29,42 @@ pub struct BenchArgs {
     /// Timed runs per test (after one warm-up run).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     repetitions: u32,
-    /// Sequence counts for the batched test.
-    #[arg(long, value_delimiter = ',', default_value = "1,4,16,64")]
+    /// Sequence counts for the batched test [default: 1,4,16,64 on the CPU, 1,16,64,256 on a
+    /// GPU]
+    #[arg(long, value_delimiter = ',')]
     sequences: Vec<usize>,
+    /// Prompt tokens per sequence in the batched test.
+    #[arg(long, default_value_t = 128)]
+    prompt_tokens: usize,
+    /// Generated tokens per sequence in the batched test.
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..))]
+    gen_tokens: u64,
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
-    let model = args.model.load_model()?;
+    let (model, backend) = args.model.load_model_on_backend()?;
+    let device = model.device_description();
+    let context = model.config().context_length;
+    let (n_prompt, n_gen) = (args.prompt_tokens, args.gen_tokens as usize);
+    if n_prompt + n_gen > context {
+        anyhow::bail!(
+            "--prompt-tokens {n_prompt} + --gen-tokens {n_gen} exceed the model's context of {context}"
+        );
+    }
+    let sequences = match (&args.sequences[..], backend) {
+        ([], Backend::Cpu) => vec![1, 4, 16, 64],
+        ([], Backend::Cuda) => vec![1, 16, 64, 256],
+        (given, _) => given.to_vec(),
+    };
     let reps = args.repetitions as usize;
+    let report = |mut info: serde_json::Value,
+                  f: &mut dyn FnMut() -> Result<(f64, Option<f64>)>| {
+        info["device"] = json!(device);
+        report(info, reps, f)
+    };
     report(
         json!({"test": "pp512", "n_prompt": 512, "n_gen": 0}),
-        reps,
-        || {
+        &mut || {
             let tokens = bench_tokens(&model, 512, 0);
             let mut cache = model.new_cache();
             let started = Instant::now();
@@ -53,12 +79,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
     )?;
     report(
         json!({"test": "tg128", "n_prompt": 0, "n_gen": 128}),
-        reps,
-        || decode_rate(&model, 1, 0, 128),
+        &mut || decode_rate(&model, 1, 0, 128),
     )?;
-    for &n in &args.sequences {
-        let info = json!({"test": "batched", "sequences": n, "n_prompt": 128, "n_gen": 128});
-        report(info, reps, || decode_rate(&model, n, 128, 128))?;
+    for n in sequences {
+        let info = json!({"test": "batched", "sequences": n, "n_prompt": n_prompt, "n_gen": n_gen});
+        report(info, &mut || decode_rate(&model, n, n_prompt, n_gen))?;
     }
     Ok(())
 }
@@ -68,7 +93,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
 fn report(
     mut info: serde_json::Value,
     reps: usize,
-    mut f: impl FnMut() -> Result<(f64, Option<f64>)>,
+    f: &mut dyn FnMut() -> Result<(f64, Option<f64>)>,
 ) -> Result<()> {
     f()?;
     let runs = (0..reps).map(|_| f()).collect::<Result<Vec<_>>>()?;

@@ -98,14 +98,13 @@ impl ModelArgs {
         self.load_model_on_backend().map(|(model, _)| model)
     }
 
-    /// The model and the backend it runs on, chosen before loading so that an unusable
-    /// `--backend cuda` fails fast.
+    /// The model, moved to the backend `--backend` asks for, and that backend.
     fn load_model_on_backend(&self) -> Result<(Llama, Backend)> {
-        // Only an explicit `--backend cuda` can fail; `auto` falls back.
-        let backend = backend::select(self.backend).context("cannot use --backend cuda")?;
         let file = self.open_file()?;
-        let model = Llama::load(file)
+        let mut model = Llama::load(file)
             .with_context(|| format!("loading model {}", self.model_path().display()))?;
+        let backend = backend::place(&mut model, self.backend, &paths::ptx_cache())
+            .context("cannot use --backend cuda")?;
         Ok((model, backend))
     }
 

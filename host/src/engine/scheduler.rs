@@ -269,8 +269,13 @@ impl Sequence {
 impl Engine {
     /// Starts the engine thread for `model`.
     pub fn start(model: Arc<Llama>, config: EngineConfig) -> Engine {
+        // On a GPU the cache is a fixed pool of pages: never admit more than it surely holds.
+        let kv_tokens = model
+            .device_kv_budget(config.max_running)
+            .map_or(config.kv_tokens, |budget| config.kv_tokens.min(budget));
         let config = EngineConfig {
             step_tokens: config.step_tokens.max(config.max_running),
+            kv_tokens,
             ..config
         };
         let shared = Arc::new(Shared {

@@ -1,11 +1,15 @@
 //! Which compute backend runs the forward pass, chosen at run time (`--backend`).
 //!
 //! The CUDA backend needs the binary built with feature `cuda`, the driver and NVRTC
-//! libraries (dlopened, so their absence is a run-time condition, not a build failure) and a
-//! GPU that opens. Its forward pass is not written yet, so today every road ends on the CPU:
-//! `auto` says why in one log line and `cuda` fails with the reason.
+//! libraries (dlopened, so their absence is a run-time condition, not a build failure), a GPU
+//! that opens, and kernels for every weight type of the model. `auto` uses it where all of that
+//! holds and otherwise stays on the CPU, saying why in one log line; `cuda` fails with the
+//! reason.
 
 use std::fmt;
+use std::path::Path;
+
+use super::{Llama, ModelError};
 
 /// What the user asked for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -48,20 +52,22 @@ pub enum BackendError {
     #[cfg(feature = "cuda")]
     #[error(transparent)]
     Unavailable(#[from] textnlp_kernels::cuda::Unavailable),
-    #[cfg(feature = "cuda")]
-    #[error("no usable GPU: {0}")]
-    Device(textnlp_kernels::cuda::DeviceError),
-    #[error("a GPU is available, but the CUDA forward pass is not implemented yet")]
-    ForwardNotImplemented,
+    #[error(transparent)]
+    Model(#[from] ModelError),
 }
 
-/// The backend for `requested`: `cpu` always; `cuda` or an error saying why it cannot run;
-/// `auto` CUDA where usable, else the CPU with one info line giving the reason.
-pub fn select(requested: BackendRequest) -> Result<Backend, BackendError> {
+/// Moves `model` to the backend `requested` asks for and returns the one it runs on: `cpu`
+/// leaves it where it is; `cuda` moves it or fails saying why; `auto` moves it where it can,
+/// else leaves it on the CPU with one info line giving the reason.
+pub fn place(
+    model: &mut Llama,
+    requested: BackendRequest,
+    ptx_cache: &Path,
+) -> Result<Backend, BackendError> {
     match requested {
         BackendRequest::Cpu => Ok(Backend::Cpu),
-        BackendRequest::Cuda => cuda().map(|()| Backend::Cuda),
-        BackendRequest::Auto => Ok(cuda().map_or_else(
+        BackendRequest::Cuda => to_cuda(model, ptx_cache).map(|()| Backend::Cuda),
+        BackendRequest::Auto => Ok(to_cuda(model, ptx_cache).map_or_else(
             |why| {
                 tracing::info!("backend: cpu (CUDA: {why})");
                 Backend::Cpu
@@ -71,66 +77,52 @@ pub fn select(requested: BackendRequest) -> Result<Backend, BackendError> {
     }
 }
 
-/// Whether the CUDA backend can run here.
-#[cfg(not(feature = "cuda"))]
-fn cuda() -> Result<(), BackendError> {
-    Err(BackendError::NotBuilt)
+/// Why CUDA cannot even be tried here (no build support, or a library missing), if so.
+pub fn cuda_unusable() -> Option<BackendError> {
+    #[cfg(feature = "cuda")]
+    return textnlp_kernels::cuda::probe().err().map(BackendError::from);
+    #[cfg(not(feature = "cuda"))]
+    Some(BackendError::NotBuilt)
 }
 
-/// Whether the CUDA backend can run here: probes the libraries first, because cudarc panics on
-/// its first call into a missing one, then opens GPU 0 (which compiles or loads every kernel).
-#[cfg(feature = "cuda")]
-fn cuda() -> Result<(), BackendError> {
-    use textnlp_kernels::cuda;
-    cuda::probe()?;
-    cuda::Device::new(0, &crate::paths::ptx_cache()).map_err(BackendError::Device)?;
-    // The kernels load; what is missing is the model's forward pass on them.
-    Err(BackendError::ForwardNotImplemented)
+/// Moves the model to GPU 0. The libraries are probed first, because cudarc panics on its first
+/// call into a missing one.
+fn to_cuda(model: &mut Llama, ptx_cache: &Path) -> Result<(), BackendError> {
+    if let Some(why) = cuda_unusable() {
+        return Err(why);
+    }
+    #[cfg(feature = "cuda")]
+    model.use_cuda(ptx_cache)?;
+    #[cfg(not(feature = "cuda"))]
+    let _ = (model, ptx_cache);
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn backend_cpu_is_always_available() {
-        assert_eq!(select(BackendRequest::Cpu).unwrap(), Backend::Cpu);
-    }
-
-    #[test]
-    fn backend_auto_falls_back_to_the_cpu_here() {
-        // No build of this crate can run CUDA yet (its forward pass is missing).
-        assert_eq!(select(BackendRequest::Auto).unwrap(), Backend::Cpu);
-    }
-
     #[cfg(not(feature = "cuda"))]
     #[test]
     fn backend_cuda_without_the_feature_says_so() {
-        let err = select(BackendRequest::Cuda).unwrap_err();
+        let err = cuda_unusable().expect("a build without CUDA cannot use it");
         assert!(matches!(err, BackendError::NotBuilt), "{err:?}");
         assert!(err.to_string().contains("--features cuda"), "{err}");
     }
 
     #[cfg(feature = "cuda")]
     #[test]
-    fn backend_cuda_names_what_is_missing() {
-        let err = select(BackendRequest::Cuda).unwrap_err();
-        match textnlp_kernels::cuda::probe() {
-            Err(missing) => {
+    fn backend_cuda_names_the_missing_library() {
+        match (textnlp_kernels::cuda::probe(), cuda_unusable()) {
+            (Ok(()), None) => {}
+            (Err(missing), Some(err)) => {
                 assert!(
                     matches!(err, BackendError::Unavailable(m) if m == missing),
                     "{err:?}"
                 );
                 assert!(err.to_string().contains(".so"), "{err}");
             }
-            // Libraries present: either the GPU fails to open or the forward pass is missing.
-            Ok(()) => assert!(
-                matches!(
-                    err,
-                    BackendError::Device(_) | BackendError::ForwardNotImplemented
-                ),
-                "{err:?}"
-            ),
+            (probe, unusable) => panic!("probe {probe:?} but cuda_unusable {unusable:?}"),
         }
     }
 }

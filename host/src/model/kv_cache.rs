@@ -11,11 +11,16 @@ use super::config::LlamaConfig;
 ///
 /// Rows are appended as the sequence grows; memory is reserved in chunks so that appends
 /// during decoding do not reallocate on every token.
-#[derive(Clone, Debug)]
+///
+/// On the CUDA backend the rows live in the GPU's paged cache instead: the cache holds the
+/// sequence's pages, and `layers` stays empty.
+#[derive(Debug)]
 pub struct KvCache {
     layers: Vec<LayerKv>,
     kv_dim: usize,
     len: usize,
+    #[cfg(feature = "cuda")]
+    device: Option<super::cuda::DevicePages>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -30,7 +35,33 @@ impl KvCache {
             layers: vec![LayerKv::default(); config.n_layer],
             kv_dim: config.kv_dim(),
             len: 0,
+            #[cfg(feature = "cuda")]
+            device: None,
         }
+    }
+
+    /// An empty cache whose rows live in the GPU pages of `pages`.
+    #[cfg(feature = "cuda")]
+    pub(crate) fn on_device(config: &LlamaConfig, pages: super::cuda::DevicePages) -> Self {
+        KvCache {
+            layers: Vec::new(),
+            kv_dim: config.kv_dim(),
+            len: 0,
+            device: Some(pages),
+        }
+    }
+
+    /// Whether the rows live on the GPU.
+    pub fn is_on_device(&self) -> bool {
+        #[cfg(feature = "cuda")]
+        return self.device.is_some();
+        #[cfg(not(feature = "cuda"))]
+        false
+    }
+
+    #[cfg(feature = "cuda")]
+    pub(crate) fn device_pages(&mut self) -> Option<&mut super::cuda::DevicePages> {
+        self.device.as_mut()
     }
 
     /// Positions stored.
@@ -50,9 +81,13 @@ impl KvCache {
             layer.keys.truncate(floats);
             layer.values.truncate(floats);
         }
+        #[cfg(feature = "cuda")]
+        if let Some(pages) = &mut self.device {
+            pages.truncate(self.len);
+        }
     }
 
-    /// Bytes held (capacity, not just length).
+    /// Host bytes held (capacity, not just length).
     pub fn memory_bytes(&self) -> usize {
         self.layers
             .iter()

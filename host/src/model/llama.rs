@@ -21,24 +21,24 @@ use super::kv_cache::KvCache;
 
 /// A weight matrix inside the mapped model file.
 #[derive(Clone, Debug)]
-struct Weight {
-    ty: TensorType,
-    rows: usize,
-    cols: usize,
-    bytes: std::ops::Range<usize>,
+pub(super) struct Weight {
+    pub(super) ty: TensorType,
+    pub(super) rows: usize,
+    pub(super) cols: usize,
+    pub(super) bytes: std::ops::Range<usize>,
 }
 
 #[derive(Debug)]
-struct Layer {
-    attn_norm: Vec<f32>,
-    ffn_norm: Vec<f32>,
-    wq: Weight,
-    wk: Weight,
-    wv: Weight,
-    wo: Weight,
-    w_gate: Weight,
-    w_up: Weight,
-    w_down: Weight,
+pub(super) struct Layer {
+    pub(super) attn_norm: Vec<f32>,
+    pub(super) ffn_norm: Vec<f32>,
+    pub(super) wq: Weight,
+    pub(super) wk: Weight,
+    pub(super) wv: Weight,
+    pub(super) wo: Weight,
+    pub(super) w_gate: Weight,
+    pub(super) w_up: Weight,
+    pub(super) w_down: Weight,
 }
 
 /// Tokens per attention tile: consecutive positions of one sequence that read the cache once.
@@ -66,7 +66,8 @@ fn attention_tiles(token_pos: &[(usize, usize)]) -> impl Iterator<Item = Range<u
     })
 }
 
-/// A loaded Llama-architecture model. Weights stay in the memory-mapped file.
+/// A loaded Llama-architecture model. Weights stay in the memory-mapped file; on the CUDA
+/// backend ([`Llama::use_cuda`]) a copy also lives on the GPU, which then runs every step.
 pub struct Llama {
     file: GgufFile,
     config: LlamaConfig,
@@ -75,6 +76,8 @@ pub struct Llama {
     output_norm: Vec<f32>,
     layers: Vec<Layer>,
     rope: Rope,
+    #[cfg(feature = "cuda")]
+    gpu: Option<super::cuda::CudaModel>,
 }
 
 /// Which logits a sequence wants back from a forward step.
@@ -160,7 +163,61 @@ impl Llama {
             output_norm,
             layers,
             rope,
+            #[cfg(feature = "cuda")]
+            gpu: None,
         })
+    }
+
+    /// Moves the forward pass to GPU 0: uploads the weights, allocates the KV cache and loads
+    /// the kernels (PTX cached under `ptx_cache`). On error the model stays on the CPU.
+    #[cfg(feature = "cuda")]
+    pub fn use_cuda(&mut self, ptx_cache: &std::path::Path) -> Result<(), ModelError> {
+        self.gpu = Some(super::cuda::CudaModel::new(self, ptx_cache)?);
+        Ok(())
+    }
+
+    /// The backend the forward pass runs on.
+    pub fn backend(&self) -> super::Backend {
+        #[cfg(feature = "cuda")]
+        if self.gpu.is_some() {
+            return super::Backend::Cuda;
+        }
+        super::Backend::Cpu
+    }
+
+    /// What runs the forward pass: `cpu`, or `cuda` and the GPU's name.
+    pub fn device_description(&self) -> String {
+        #[cfg(feature = "cuda")]
+        if let Some(gpu) = &self.gpu {
+            return format!("cuda: {}", gpu.device_name());
+        }
+        self.backend().name().to_owned()
+    }
+
+    /// KV positions the GPU's cache is sure to hold for up to `sequences` sequences together
+    /// (`None` on the CPU, where caches grow in host memory).
+    pub fn device_kv_budget(&self, sequences: usize) -> Option<usize> {
+        #[cfg(feature = "cuda")]
+        if let Some(gpu) = &self.gpu {
+            return Some(gpu.kv_budget(sequences));
+        }
+        let _ = sequences;
+        None
+    }
+
+    #[cfg(feature = "cuda")]
+    pub(super) fn layers(&self) -> &[Layer] {
+        &self.layers
+    }
+
+    #[cfg(feature = "cuda")]
+    pub(super) fn output(&self) -> &Weight {
+        &self.output
+    }
+
+    #[cfg(feature = "cuda")]
+    pub(super) fn output_norm(&self) -> &[f32] {
+        &self.output_norm
     }
 
     pub fn config(&self) -> &LlamaConfig {
@@ -172,8 +229,12 @@ impl Llama {
         &self.file
     }
 
-    /// A fresh, empty cache for one sequence.
+    /// A fresh, empty cache for one sequence, on this model's backend.
     pub fn new_cache(&self) -> KvCache {
+        #[cfg(feature = "cuda")]
+        if let Some(gpu) = &self.gpu {
+            return KvCache::on_device(&self.config, gpu.new_pages());
+        }
         KvCache::new(&self.config)
     }
 
@@ -225,13 +286,17 @@ impl Llama {
         }
         let n = s.token_pos.len();
         self.embed(batch, n, s);
+        #[cfg(feature = "cuda")]
+        if let Some(gpu) = &self.gpu {
+            gpu.forward(batch, &s.x, &s.logit_rows, &mut s.logits)?;
+            commit(batch);
+            return Ok(&s.logits);
+        }
         for (l, layer) in self.layers.iter().enumerate() {
             self.attention_block(l, layer, batch, s);
             self.feed_forward_block(layer, n, s);
         }
-        for seq in batch.iter_mut() {
-            seq.cache.commit(seq.tokens.len());
-        }
+        commit(batch);
         self.output_logits(d, s);
         Ok(&s.logits)
     }
@@ -254,6 +319,9 @@ impl Llama {
             }
             if seq.tokens.is_empty() && seq.logits != LogitsFor::None {
                 return Err(ModelError::EmptyStep);
+            }
+            if seq.cache.is_on_device() != (self.backend() == super::Backend::Cuda) {
+                return Err(ModelError::CacheBackend);
             }
         }
         Ok(())
@@ -370,6 +438,13 @@ impl Llama {
         rms_norm(xn, &self.output_norm, self.config.rms_eps, normed);
         let logits = resized(&mut s.logits, rows * self.config.n_vocab);
         matmul(&self.mat(&self.output), normed, rows, logits, &mut s.matmul);
+    }
+}
+
+/// Marks every sequence's step as stored in its cache.
+fn commit(batch: &mut [SequenceStep<'_>]) {
+    for seq in batch.iter_mut() {
+        seq.cache.commit(seq.tokens.len());
     }
 }
 

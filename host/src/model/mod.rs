@@ -2,6 +2,8 @@
 
 pub mod backend;
 pub mod config;
+#[cfg(feature = "cuda")]
+mod cuda;
 pub mod gguf;
 pub mod kv_cache;
 pub mod llama;
@@ -44,4 +46,19 @@ pub enum ModelError {
     },
     #[error("a sequence asked for logits without giving any token")]
     EmptyStep,
+    #[error("a KV cache of one backend was given to a model running on another")]
+    CacheBackend,
+    #[error("the GPU's KV cache is full ({capacity} positions for all sequences together)")]
+    KvCacheFull { capacity: usize },
+    #[error(
+        "tensor `{name}` is {ty}, which the CUDA backend has no kernel for \
+         (it has Q4_0, Q4_1, Q8_0, Q4_K and Q6_K)"
+    )]
+    NoDeviceKernel {
+        name: String,
+        ty: textnlp_kernels::TensorType,
+    },
+    #[cfg(feature = "cuda")]
+    #[error("GPU: {0}")]
+    Device(#[from] textnlp_kernels::cuda::DeviceError),
 }

@@ -209,6 +209,12 @@ impl std::fmt::Debug for Graph {
     }
 }
 
+// SAFETY: a CUDA graph and its executable are driver handles usable from any thread whose
+// context is current (`CudaGraph::launch` binds it first); `Graph` owns them exclusively and
+// takes `&self` only to launch, so moving it to another thread (e.g. the engine's) is sound.
+// It is not `Sync`: callers serialise launches, as they must for the buffers it writes.
+unsafe impl Send for Graph {}
+
 impl Graph {
     /// Replays the captured launches on the device's stream, with the kernel arguments of the
     /// capture: the same buffers, whose current contents (per-step scalars written with
@@ -337,6 +343,11 @@ impl Device {
         &self.stream
     }
 
+    /// The GPU's name, e.g. `NVIDIA H100 80GB HBM3`.
+    pub fn name(&self) -> Result<String> {
+        Ok(self.ctx.name()?)
+    }
+
     /// The NVRTC target the kernels were compiled for, e.g. `compute_90`.
     pub fn arch(&self) -> &str {
         &self.arch
@@ -403,6 +414,30 @@ impl Device {
     pub fn download<T: DeviceRepr>(&self, src: &impl DevicePtr<T>) -> Result<Vec<T>> {
         self.owned("download", src)?;
         Ok(self.stream.clone_dtoh(src)?)
+    }
+
+    /// Copies `src` into the start of `dst` (stream-ordered, on the device, and allowed inside
+    /// a capture), e.g. to gather rows.
+    pub fn copy<T>(&self, src: &impl DevicePtr<T>, dst: &mut impl DevicePtrMut<T>) -> Result<()> {
+        self.owned("copy", src)?;
+        self.owned("copy", dst)?;
+        need("copy", "destination", dst.len(), src.len())?;
+        Ok(self.stream.memcpy_dtod(src, dst)?)
+    }
+
+    /// Fills `dst` with the first `dst.len()` elements of `src`, waiting for the work queued
+    /// before (so a step's results can be read into buffers that are kept between steps).
+    pub fn download_into<T: DeviceRepr>(&self, src: &CudaSlice<T>, dst: &mut [T]) -> Result<()> {
+        self.owned("download_into", src)?;
+        need("download_into", "source", src.len(), dst.len())?;
+        let src = src.slice(..dst.len());
+        self.stream.memcpy_dtoh(&src, dst)?;
+        self.synchronize()
+    }
+
+    /// Free and total device memory, in bytes.
+    pub fn memory(&self) -> Result<(usize, usize)> {
+        Ok(self.ctx.mem_get_info()?)
     }
 
     /// Scratch for [`Device::attn_decode`]: `max_rows` (sequences × query heads) rows of

@@ -22,6 +22,9 @@ pub use abi::{
     ATTN_HEAD_DIMS, ATTN_MAX_GROUP, ATTN_TILE, MATMUL_COLS, MATMUL_ROWS_PER_BLOCK, PREFILL_ROWS,
     Q8_BLOCK_BYTES, Q8Block, SAMPLE_THREADS, SampleRow,
 };
+/// Device buffers, as the launch methods take them.
+pub use cudarc::driver::CudaSlice;
+
 pub use compile::{CompileError, Compiler, Ptx, nvrtc_version};
 pub use device::{
     DecodeArgs, DecodeSplits, Device, DeviceError, DeviceWeights, Graph, KvLayout, LogitRows,

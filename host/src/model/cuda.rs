@@ -1,0 +1,679 @@
+//! The Llama forward pass on one GPU, launched through our CUDA kernels
+//! ([`textnlp_kernels::cuda`]).
+//!
+//! It is [`super::llama`]'s step kernel for kernel: the same batch of sequence chunks, the same
+//! f16 keys and values, the same Q8 activation blocks the CPU products use. Only the embedding
+//! lookup stays on the host (a row dequantized per token: a few KiB per step).
+//!
+//! - **Weights** are uploaded once, in their GGUF blocks (dequantized in registers).
+//! - **KV cache:** one paged f16 K and V buffer per layer, [`PAGE_SIZE`] positions per page.
+//!   A sequence's cache holds a [`DevicePages`] listing its pages; they go back to the pool when
+//!   it is truncated or dropped. Page 0 is never handed out: padding rows of a batch point at it.
+//! - **Decode steps as graphs:** a step where every sequence decodes one token is padded to a
+//!   power of two and replayed from a CUDA graph captured for that size on first use. The
+//!   per-step values (input rows, positions, block table, lengths) are written into the graph's
+//!   buffers before each replay. Other steps (prefill chunks, mixed batches) launch the same
+//!   kernels directly.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use half::f16;
+use textnlp_kernels::TensorType;
+use textnlp_kernels::cpu::attention::AttentionShape;
+use textnlp_kernels::cuda::{
+    CudaSlice, DecodeArgs, DecodeSplits, Device, DeviceError, DeviceWeights, Graph, KvLayout,
+    PrefillArgs, Q8Block, RopeShape,
+};
+
+use super::ModelError;
+use super::config::LlamaConfig;
+use super::llama::{Layer, Llama, SequenceStep, Weight};
+
+/// Positions per KV page.
+const PAGE_SIZE: usize = 16;
+/// Positions per split of decode attention (the splits together cover the whole context).
+const SPLIT_LEN: usize = 64;
+/// Share of the GPU memory still free after the weights that the KV cache takes.
+const KV_MEMORY_SHARE: f64 = 0.6;
+/// KV positions at most, all sequences together (24 GiB for SmolLM2-135M).
+const MAX_KV_TOKENS: usize = 1 << 20;
+/// Largest decode batch replayed from a graph (larger ones launch directly).
+const MAX_GRAPH_BATCH: usize = 512;
+/// The weight types the device products have kernels for.
+const DEVICE_TYPES: [TensorType; 5] = [
+    TensorType::Q4_0,
+    TensorType::Q4_1,
+    TensorType::Q8_0,
+    TensorType::Q4_K,
+    TensorType::Q6_K,
+];
+
+/// Free pages of the device KV cache.
+pub(crate) struct PagePool {
+    free: Mutex<Vec<i32>>,
+    /// Pages sequences can hold (all but the padding page).
+    usable: usize,
+}
+
+impl PagePool {
+    fn free(&self) -> MutexGuard<'_, Vec<i32>> {
+        self.free.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The pages of one sequence's device KV cache, in position order.
+pub struct DevicePages {
+    pages: Vec<i32>,
+    pool: Arc<PagePool>,
+}
+
+impl DevicePages {
+    /// Takes pages until `positions` fit.
+    fn reserve(&mut self, positions: usize) -> Result<(), ModelError> {
+        let needed = positions.div_ceil(PAGE_SIZE);
+        if needed <= self.pages.len() {
+            return Ok(());
+        }
+        let mut free = self.pool.free();
+        let missing = needed - self.pages.len();
+        if missing > free.len() {
+            return Err(ModelError::KvCacheFull {
+                capacity: self.pool.usable * PAGE_SIZE,
+            });
+        }
+        let at = free.len() - missing;
+        self.pages.extend(free.drain(at..));
+        Ok(())
+    }
+
+    /// Gives back the pages past the first `positions`.
+    pub(crate) fn truncate(&mut self, positions: usize) {
+        let keep = positions.div_ceil(PAGE_SIZE);
+        if keep < self.pages.len() {
+            self.pool.free().extend(self.pages.drain(keep..));
+        }
+    }
+}
+
+impl Drop for DevicePages {
+    fn drop(&mut self) {
+        self.truncate(0);
+    }
+}
+
+impl std::fmt::Debug for DevicePages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DevicePages")
+            .field("pages", &self.pages.len())
+            .finish()
+    }
+}
+
+struct DeviceLayer {
+    attn_norm: CudaSlice<f32>,
+    ffn_norm: CudaSlice<f32>,
+    wq: DeviceWeights,
+    wk: DeviceWeights,
+    wv: DeviceWeights,
+    wo: DeviceWeights,
+    w_gate: DeviceWeights,
+    w_up: DeviceWeights,
+    w_down: DeviceWeights,
+}
+
+type Buf<T> = CudaSlice<T>;
+
+/// Activations and per-step index arrays, sized for `tokens` rows of `seqs` sequences and
+/// `rows` rows of logits. Graphs hold their addresses, so they are only ever replaced together
+/// with the graphs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Capacity {
+    tokens: usize,
+    seqs: usize,
+    rows: usize,
+}
+
+impl Capacity {
+    fn holds(&self, need: &Capacity) -> bool {
+        self.tokens >= need.tokens && self.seqs >= need.seqs && self.rows >= need.rows
+    }
+}
+
+struct Activations {
+    capacity: Capacity,
+    /// The residual stream, `tokens × n_embd`.
+    x: Buf<f32>,
+    /// Q8 input of the next product (`tokens × max(n_embd, n_ff) / 32` blocks).
+    act: Buf<Q8Block>,
+    /// Normalised rows whose logits are wanted, gathered (`rows × n_embd / 32` blocks).
+    head_in: Buf<Q8Block>,
+    q: Buf<f32>,
+    k: Buf<f32>,
+    v: Buf<f32>,
+    attn: Buf<f32>,
+    gate: Buf<f32>,
+    up: Buf<f32>,
+    logits: Buf<f32>,
+    positions: Buf<i32>,
+    token_seq: Buf<i32>,
+    seq_start: Buf<i32>,
+    seq_lens: Buf<i32>,
+    block_table: Buf<i32>,
+    splits: DecodeSplits,
+}
+
+/// The step's per-token and per-sequence values, built on the host and written to the device.
+#[derive(Default)]
+struct StepInputs {
+    positions: Vec<i32>,
+    token_seq: Vec<i32>,
+    seq_start: Vec<i32>,
+    seq_lens: Vec<i32>,
+    block_table: Vec<i32>,
+    x: Vec<f32>,
+}
+
+/// What one step runs: `tokens` rows of `seqs` sequences, `rows` rows of logits.
+struct Plan {
+    tokens: usize,
+    seqs: usize,
+    rows: usize,
+    /// Every sequence has one token: split-K decode attention instead of the tiled prefill.
+    decode: bool,
+    max_seq_tokens: usize,
+    /// Rows whose logits are wanted, when they are not simply all rows in order.
+    gather: Option<Vec<usize>>,
+}
+
+/// Everything a step mutates, behind one lock: the engine runs one step at a time anyway.
+struct Work {
+    /// Declared first so that graphs go before the buffers whose addresses they hold.
+    graphs: HashMap<usize, Graph>,
+    bufs: Option<Activations>,
+    k_cache: Vec<Buf<f16>>,
+    v_cache: Vec<Buf<f16>>,
+    inputs: StepInputs,
+}
+
+/// The model's weights and KV cache on one GPU, and the step that runs on them.
+pub(crate) struct CudaModel {
+    device: Device,
+    config: LlamaConfig,
+    layers: Vec<DeviceLayer>,
+    output_norm: Buf<f32>,
+    output: DeviceWeights,
+    /// Block-table geometry; `n_seqs` is set per step from the buffers' capacity.
+    max_pages: usize,
+    n_pages: usize,
+    pool: Arc<PagePool>,
+    work: Mutex<Work>,
+}
+
+impl CudaModel {
+    /// Opens GPU 0, uploads `model`'s weights and allocates the KV cache in the memory left.
+    pub(super) fn new(model: &Llama, ptx_cache: &Path) -> Result<Self, ModelError> {
+        let device = Device::new(0, ptx_cache)?;
+        let c = model.config().clone();
+        let bytes = model.file().bytes();
+        let upload = |name: String, w: &Weight| -> Result<DeviceWeights, ModelError> {
+            if !DEVICE_TYPES.contains(&w.ty) {
+                return Err(ModelError::NoDeviceKernel { name, ty: w.ty });
+            }
+            Ok(device.upload_weights(w.ty, w.rows, w.cols, &bytes[w.bytes.clone()])?)
+        };
+        let layers = model
+            .layers()
+            .iter()
+            .enumerate()
+            .map(|(i, l): (usize, &Layer)| {
+                let w = |name: &str, weight| upload(format!("blk.{i}.{name}.weight"), weight);
+                Ok(DeviceLayer {
+                    attn_norm: device.upload(&l.attn_norm)?,
+                    ffn_norm: device.upload(&l.ffn_norm)?,
+                    wq: w("attn_q", &l.wq)?,
+                    wk: w("attn_k", &l.wk)?,
+                    wv: w("attn_v", &l.wv)?,
+                    wo: w("attn_output", &l.wo)?,
+                    w_gate: w("ffn_gate", &l.w_gate)?,
+                    w_up: w("ffn_up", &l.w_up)?,
+                    w_down: w("ffn_down", &l.w_down)?,
+                })
+            })
+            .collect::<Result<Vec<_>, ModelError>>()?;
+        let output = upload("output.weight".into(), model.output())?;
+        let output_norm = device.upload(model.output_norm())?;
+
+        let max_pages = c.context_length.div_ceil(PAGE_SIZE);
+        let page_bytes = 2 * c.n_layer * c.kv_dim() * PAGE_SIZE * size_of::<f16>();
+        let (free, _) = device.memory()?;
+        let fit = (free as f64 * KV_MEMORY_SHARE) as usize / page_bytes;
+        let n_pages = fit.min(MAX_KV_TOKENS / PAGE_SIZE + 1);
+        if n_pages < max_pages + 1 {
+            return Err(ModelError::KvCacheFull {
+                capacity: n_pages.saturating_sub(1) * PAGE_SIZE,
+            });
+        }
+        let cache_len = n_pages * c.kv_dim() * PAGE_SIZE;
+        let k_cache = (0..c.n_layer)
+            .map(|_| device.alloc_zeros(cache_len))
+            .collect::<Result<Vec<_>, _>>()?;
+        let v_cache = (0..c.n_layer)
+            .map(|_| device.alloc_zeros(cache_len))
+            .collect::<Result<Vec<_>, _>>()?;
+        // Handed out from the end of the list: low page ids first.
+        let pool = Arc::new(PagePool {
+            free: Mutex::new((1..n_pages as i32).rev().collect()),
+            usable: n_pages - 1,
+        });
+        tracing::info!(
+            "backend: cuda ({}, KV cache of {} positions in {} MiB)",
+            device.arch(),
+            (n_pages - 1) * PAGE_SIZE,
+            (n_pages * page_bytes) >> 20
+        );
+        Ok(CudaModel {
+            device,
+            config: c,
+            layers,
+            output_norm,
+            output,
+            max_pages,
+            n_pages,
+            pool,
+            work: Mutex::new(Work {
+                graphs: HashMap::new(),
+                bufs: None,
+                k_cache,
+                v_cache,
+                inputs: StepInputs::default(),
+            }),
+        })
+    }
+
+    /// The GPU's name.
+    pub(super) fn device_name(&self) -> String {
+        self.device
+            .name()
+            .unwrap_or_else(|e| format!("unnamed GPU ({e})"))
+    }
+
+    /// An empty page list for a new sequence.
+    pub(super) fn new_pages(&self) -> DevicePages {
+        DevicePages {
+            pages: Vec::new(),
+            pool: Arc::clone(&self.pool),
+        }
+    }
+
+    /// Positions the KV cache is sure to hold for up to `sequences` sequences together (each
+    /// may leave part of its last page unused).
+    pub(super) fn kv_budget(&self, sequences: usize) -> usize {
+        self.pool.usable.saturating_sub(sequences) * PAGE_SIZE
+    }
+
+    /// Runs one batched step. `x` holds every token's embedding row (in batch order),
+    /// `logit_rows` the rows whose logits go to `logits` (`n_vocab` floats each).
+    ///
+    /// The caller has checked the batch (token ids, context lengths, each cache on this
+    /// backend) and commits the caches' lengths afterwards.
+    pub(super) fn forward(
+        &self,
+        batch: &mut [SequenceStep<'_>],
+        x: &[f32],
+        logit_rows: &[usize],
+        logits: &mut Vec<f32>,
+    ) -> Result<(), ModelError> {
+        for seq in batch.iter_mut() {
+            let needed = seq.cache.len() + seq.tokens.len();
+            seq.cache
+                .device_pages()
+                .ok_or(ModelError::CacheBackend)?
+                .reserve(needed)?;
+        }
+        let tokens = x.len() / self.config.n_embd;
+        let decode = batch.iter().all(|s| s.tokens.len() == 1) && batch.len() <= MAX_GRAPH_BATCH;
+        let in_order = logit_rows.iter().copied().eq(0..tokens);
+        let mut work = self.work.lock().unwrap_or_else(PoisonError::into_inner);
+        let work = &mut *work;
+        if decode && in_order {
+            // Padded to a power of two, so that a handful of graphs serve every batch size.
+            let padded = batch.len().next_power_of_two();
+            self.fill_decode_inputs(batch, x, padded, &mut work.inputs);
+            let plan = Plan {
+                tokens: padded,
+                seqs: padded,
+                rows: padded,
+                decode: true,
+                max_seq_tokens: 1,
+                gather: None,
+            };
+            self.reserve(work, &plan)?;
+            self.write_inputs(work)?;
+            if !work.graphs.contains_key(&padded) {
+                let graph = self
+                    .device
+                    .capture(|device| self.record(device, work, &plan))?;
+                work.graphs.insert(padded, graph);
+            }
+            // SAFETY: the graph was captured on `work`'s current buffers (`reserve` drops every
+            // graph before it replaces them), and they live as long as `work` does.
+            unsafe { work.graphs[&padded].launch()? };
+        } else {
+            let plan = self.fill_step_inputs(batch, x, logit_rows, &mut work.inputs, in_order);
+            self.reserve(work, &plan)?;
+            self.write_inputs(work)?;
+            self.record(&self.device, work, &plan)?;
+        }
+        let bufs = work.bufs.as_ref().expect("reserved above");
+        logits.resize(logit_rows.len() * self.config.n_vocab, 0.0);
+        if logits.is_empty() {
+            // Nothing to read back, but the step must still be complete before it counts.
+            self.device.synchronize()?;
+        } else {
+            self.device.download_into(&bufs.logits, logits)?;
+        }
+        Ok(())
+    }
+
+    /// Inputs of a decode step padded to `padded` rows: padding rows have position −1 (no
+    /// RoPE, no KV append), length 1 and the padding page, and zero input.
+    fn fill_decode_inputs(
+        &self,
+        batch: &mut [SequenceStep<'_>],
+        x: &[f32],
+        padded: usize,
+        inputs: &mut StepInputs,
+    ) {
+        let d = self.config.n_embd;
+        let pad = padded - batch.len();
+        inputs.clear();
+        for (i, seq) in batch.iter_mut().enumerate() {
+            let pos = seq.cache.len();
+            inputs.positions.push(pos as i32);
+            inputs.token_seq.push(i as i32);
+            inputs.seq_lens.push(pos as i32 + 1);
+            self.push_block_row(seq, &mut inputs.block_table);
+        }
+        inputs.positions.extend(std::iter::repeat_n(-1, pad));
+        inputs
+            .token_seq
+            .extend((batch.len()..padded).map(|i| i as i32));
+        inputs.seq_lens.extend(std::iter::repeat_n(1, pad));
+        inputs
+            .block_table
+            .extend(std::iter::repeat_n(0, pad * self.max_pages));
+        inputs.seq_start.extend(0..=padded as i32);
+        inputs.x.extend_from_slice(x);
+        inputs.x.extend(std::iter::repeat_n(0.0, pad * d));
+    }
+
+    /// Inputs of a general step (prefill chunks, mixed batches): one row per token.
+    fn fill_step_inputs(
+        &self,
+        batch: &mut [SequenceStep<'_>],
+        x: &[f32],
+        logit_rows: &[usize],
+        inputs: &mut StepInputs,
+        in_order: bool,
+    ) -> Plan {
+        inputs.clear();
+        inputs.seq_start.push(0);
+        let mut max_seq_tokens = 1;
+        for (i, seq) in batch.iter_mut().enumerate() {
+            let start = seq.cache.len();
+            let n = seq.tokens.len();
+            inputs
+                .positions
+                .extend((start..start + n).map(|p| p as i32));
+            inputs.token_seq.extend(std::iter::repeat_n(i as i32, n));
+            inputs.seq_lens.push((start + n) as i32);
+            inputs.seq_start.push(inputs.positions.len() as i32);
+            self.push_block_row(seq, &mut inputs.block_table);
+            max_seq_tokens = max_seq_tokens.max(n);
+        }
+        inputs.x.extend_from_slice(x);
+        Plan {
+            tokens: inputs.positions.len(),
+            seqs: batch.len(),
+            rows: logit_rows.len(),
+            decode: false,
+            max_seq_tokens,
+            gather: (!in_order).then(|| logit_rows.to_vec()),
+        }
+    }
+
+    /// One block-table row: the sequence's pages, then the padding page.
+    fn push_block_row(&self, seq: &mut SequenceStep<'_>, table: &mut Vec<i32>) {
+        let pages = seq.cache.device_pages().map_or(&[][..], |p| &p.pages[..]);
+        table.extend_from_slice(pages);
+        table.extend(std::iter::repeat_n(0, self.max_pages - pages.len()));
+    }
+
+    /// Makes the activation buffers big enough for `plan`, growing them (and dropping every
+    /// graph, which holds the old addresses) when they are too small.
+    fn reserve(&self, work: &mut Work, plan: &Plan) -> Result<(), DeviceError> {
+        let need = Capacity {
+            tokens: plan.tokens,
+            seqs: plan.seqs,
+            rows: plan.rows,
+        };
+        let old = work.bufs.as_ref().map(|b| b.capacity);
+        if old.is_some_and(|old| old.holds(&need)) {
+            return Ok(());
+        }
+        let old = old.unwrap_or(Capacity {
+            tokens: 0,
+            seqs: 0,
+            rows: 0,
+        });
+        let grown = Capacity {
+            tokens: need.tokens.max(old.tokens).next_power_of_two(),
+            seqs: need.seqs.max(old.seqs).next_power_of_two(),
+            rows: need.rows.max(old.rows).max(1).next_power_of_two(),
+        };
+        work.graphs.clear();
+        work.bufs = None;
+        work.bufs = Some(self.allocate(grown)?);
+        Ok(())
+    }
+
+    fn allocate(&self, capacity: Capacity) -> Result<Activations, DeviceError> {
+        let c = &self.config;
+        let (d, kv, ff, dev) = (c.n_embd, c.kv_dim(), c.n_ff, &self.device);
+        let max_context = self.max_pages * PAGE_SIZE;
+        let Capacity { tokens, seqs, rows } = capacity;
+        Ok(Activations {
+            capacity,
+            x: dev.alloc_zeros(tokens * d)?,
+            act: dev.alloc_zeros(tokens * d.max(ff) / 32)?,
+            head_in: dev.alloc_zeros(rows * d / 32)?,
+            q: dev.alloc_zeros(tokens * d)?,
+            k: dev.alloc_zeros(tokens * kv)?,
+            v: dev.alloc_zeros(tokens * kv)?,
+            attn: dev.alloc_zeros(tokens * d)?,
+            gate: dev.alloc_zeros(tokens * ff)?,
+            up: dev.alloc_zeros(tokens * ff)?,
+            logits: dev.alloc_zeros(rows * c.n_vocab)?,
+            positions: dev.alloc_zeros(tokens)?,
+            token_seq: dev.alloc_zeros(tokens)?,
+            seq_start: dev.alloc_zeros(seqs + 1)?,
+            seq_lens: dev.alloc_zeros(seqs)?,
+            block_table: dev.alloc_zeros(seqs * self.max_pages)?,
+            splits: dev.decode_splits(
+                seqs * c.n_head,
+                c.head_dim,
+                max_context.div_ceil(SPLIT_LEN),
+                SPLIT_LEN,
+            )?,
+        })
+    }
+
+    /// Copies the step's inputs into the activation buffers (stream-ordered before the step).
+    fn write_inputs(&self, work: &mut Work) -> Result<(), DeviceError> {
+        let (dev, i) = (&self.device, &work.inputs);
+        let b = work.bufs.as_mut().expect("reserved before");
+        dev.write(&i.x, &mut b.x)?;
+        dev.write(&i.positions, &mut b.positions)?;
+        dev.write(&i.token_seq, &mut b.token_seq)?;
+        dev.write(&i.seq_start, &mut b.seq_start)?;
+        dev.write(&i.seq_lens, &mut b.seq_lens)?;
+        dev.write(&i.block_table, &mut b.block_table)
+    }
+
+    fn layout(&self, seqs: usize) -> KvLayout {
+        let c = &self.config;
+        KvLayout {
+            n_pages: self.n_pages,
+            n_kv_head: c.n_head_kv,
+            page_size: PAGE_SIZE,
+            head_dim: c.head_dim,
+            n_seqs: seqs,
+            max_pages: self.max_pages,
+        }
+    }
+
+    /// Launches (or, inside a capture, records) every kernel of the step.
+    fn record(&self, dev: &Device, work: &mut Work, plan: &Plan) -> Result<(), DeviceError> {
+        let c = &self.config;
+        let (d, kv, ff, n, eps) = (c.n_embd, c.kv_dim(), c.n_ff, plan.tokens, c.rms_eps);
+        let b = work.bufs.as_mut().expect("reserved before");
+        let layout = self.layout(b.capacity.seqs);
+        let shape = AttentionShape {
+            n_head: c.n_head,
+            n_kv_head: c.n_head_kv,
+            head_dim: c.head_dim,
+        };
+        let scale = 1.0 / (c.head_dim as f32).sqrt();
+        let rope_q = RopeShape {
+            style: c.rope_style,
+            n_heads: c.n_head,
+            head_dim: c.head_dim,
+            n_rot: c.rope_dims,
+            row_stride: d,
+            theta_base: c.rope_base,
+        };
+        let rope_k = RopeShape {
+            n_heads: c.n_head_kv,
+            row_stride: kv,
+            ..rope_q
+        };
+        let caches = work.k_cache.iter_mut().zip(work.v_cache.iter_mut());
+        for (l, (k_cache, v_cache)) in self.layers.iter().zip(caches) {
+            dev.rmsnorm_q8(&b.x, &l.attn_norm, &mut b.act, n, eps)?;
+            product(dev, &l.wq, &b.act, &mut b.q, n, false)?;
+            product(dev, &l.wk, &b.act, &mut b.k, n, false)?;
+            product(dev, &l.wv, &b.act, &mut b.v, n, false)?;
+            dev.rope(&mut b.q, &b.positions, &rope_q, n)?;
+            dev.rope(&mut b.k, &b.positions, &rope_k, n)?;
+            dev.kv_append(
+                &layout,
+                &b.k,
+                &b.v,
+                kv,
+                n,
+                &b.positions,
+                &b.token_seq,
+                &b.block_table,
+                k_cache,
+                v_cache,
+            )?;
+            if plan.decode {
+                let args = DecodeArgs {
+                    shape,
+                    n_seqs: n,
+                    q_stride: d,
+                    out_stride: d,
+                    scale,
+                };
+                dev.attn_decode(
+                    &args,
+                    &layout,
+                    &b.q,
+                    k_cache,
+                    v_cache,
+                    &b.block_table,
+                    &b.seq_lens,
+                    &mut b.splits,
+                    &mut b.attn,
+                )?;
+            } else {
+                let args = PrefillArgs {
+                    shape,
+                    n_seqs: plan.seqs,
+                    total_tokens: n,
+                    max_seq_tokens: plan.max_seq_tokens,
+                    q_stride: d,
+                    out_stride: d,
+                    scale,
+                };
+                dev.attn_prefill(
+                    &args,
+                    &layout,
+                    &b.q,
+                    &b.seq_start,
+                    &b.positions,
+                    k_cache,
+                    v_cache,
+                    &b.block_table,
+                    &mut b.attn,
+                )?;
+            }
+            dev.quantize_q8(&b.attn, &mut b.act, n, d)?;
+            product(dev, &l.wo, &b.act, &mut b.x, n, true)?;
+            dev.rmsnorm_q8(&b.x, &l.ffn_norm, &mut b.act, n, eps)?;
+            product(dev, &l.w_gate, &b.act, &mut b.gate, n, false)?;
+            product(dev, &l.w_up, &b.act, &mut b.up, n, false)?;
+            dev.swiglu_q8(&b.gate, &b.up, ff, &mut b.act, n, ff)?;
+            product(dev, &l.w_down, &b.act, &mut b.x, n, true)?;
+        }
+        dev.rmsnorm_q8(&b.x, &self.output_norm, &mut b.act, n, eps)?;
+        match &plan.gather {
+            None => product(dev, &self.output, &b.act, &mut b.logits, n, false),
+            Some(rows) => {
+                let width = d / 32;
+                for (i, &r) in rows.iter().enumerate() {
+                    let src = b.act.slice(r * width..(r + 1) * width);
+                    dev.copy(&src, &mut b.head_in.slice_mut(i * width..(i + 1) * width))?;
+                }
+                product(
+                    dev,
+                    &self.output,
+                    &b.head_in,
+                    &mut b.logits,
+                    rows.len(),
+                    false,
+                )
+            }
+        }
+    }
+}
+
+impl StepInputs {
+    fn clear(&mut self) {
+        self.positions.clear();
+        self.token_seq.clear();
+        self.seq_start.clear();
+        self.seq_lens.clear();
+        self.block_table.clear();
+        self.x.clear();
+    }
+}
+
+/// `y (+)= W · x` for `n` activation rows: the one-column kernel for a single row (it keeps
+/// more of the GPU busy on a single stream), the many-column one otherwise.
+fn product(
+    dev: &Device,
+    w: &DeviceWeights,
+    x: &Buf<Q8Block>,
+    y: &mut Buf<f32>,
+    n: usize,
+    accumulate: bool,
+) -> Result<(), DeviceError> {
+    if n == 1 {
+        dev.matvec(w, x, y, n, accumulate)
+    } else {
+        dev.matmul(w, x, y, n, accumulate)
+    }
+}
