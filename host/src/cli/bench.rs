@@ -17,10 +17,10 @@ use std::time::Instant;
 use anyhow::Result;
 use clap::Args;
 use serde_json::json;
-use textnlp_kernels::cpu::sampling::argmax;
+use textnlp_kernels::cpu::sampling::SamplingParams;
 
 use super::ModelArgs;
-use crate::model::{Backend, KvCache, Llama, LogitsFor, Scratch, SequenceStep};
+use crate::model::{Backend, Draw, KvCache, Llama, LogitsFor, Scratch, SequenceStep};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -65,13 +65,15 @@ pub fn run(args: BenchArgs) -> Result<()> {
     report(
         json!({"test": "pp512", "n_prompt": 512, "n_gen": 0}),
         &mut || {
-            let tokens = bench_tokens(&model, 512, 0);
-            let mut cache = model.new_cache();
+            let tokens = [bench_tokens(&model, 512, 0)];
+            let mut caches = [model.new_cache()];
             let started = Instant::now();
+            let mut next = [vec![0]];
             step(
                 &model,
-                &mut [&mut cache],
-                &[&tokens],
+                &mut caches,
+                &tokens,
+                &mut next,
                 &mut Scratch::default(),
             )?;
             Ok((512.0 / started.elapsed().as_secs_f64(), None))
@@ -112,9 +114,10 @@ fn report(
     Ok(())
 }
 
-/// `n` sequences prefill `n_prompt` tokens, then decode `n_gen` tokens together (greedy).
-/// Returns generated tokens per second over the decode phase (llama-batched-bench's S_TG) and
-/// over prefill + decode (what a client of a server sees for the same work).
+/// `n` sequences prefill `n_prompt` tokens, then decode `n_gen` tokens together (greedy,
+/// sampled where the model samples: on a GPU only the tokens come back). Returns generated
+/// tokens per second over the decode phase (llama-batched-bench's S_TG) and over prefill +
+/// decode (what a client of a server sees for the same work).
 fn decode_rate(
     model: &Llama,
     n: usize,
@@ -131,38 +134,27 @@ fn decode_rate(
         let prompts: Vec<Vec<u32>> = (0..n)
             .map(|i| bench_tokens(model, n_prompt, i as u64 + 100))
             .collect();
-        let prompt_refs: Vec<&[u32]> = prompts.iter().map(Vec::as_slice).collect();
-        let logits = step(
-            model,
-            &mut caches.iter_mut().collect::<Vec<_>>(),
-            &prompt_refs,
-            &mut scratch,
-        )?;
-        pick_next(model, logits, &mut next);
+        step(model, &mut caches, &prompts, &mut next, &mut scratch)?;
     }
     let decoding = Instant::now();
     for _ in 0..n_gen {
-        let token_refs: Vec<&[u32]> = next.iter().map(Vec::as_slice).collect();
-        let logits = step(
-            model,
-            &mut caches.iter_mut().collect::<Vec<_>>(),
-            &token_refs,
-            &mut scratch,
-        )?;
-        pick_next(model, logits, &mut next);
+        let fed = next.clone();
+        step(model, &mut caches, &fed, &mut next, &mut scratch)?;
     }
     let generated = (n * n_gen) as f64;
     let e2e = (n_prompt > 0).then(|| generated / started.elapsed().as_secs_f64());
     Ok((generated / decoding.elapsed().as_secs_f64(), e2e))
 }
 
-/// One batched forward step; returns the last-token logits of every sequence.
-fn step<'s>(
+/// One batched forward step feeding `tokens[i]` to sequence i; each sequence's greedy next
+/// token goes to `next[i]`.
+fn step(
     model: &Llama,
-    caches: &mut [&mut KvCache],
-    tokens: &[&[u32]],
-    scratch: &'s mut Scratch,
-) -> Result<&'s [f32]> {
+    caches: &mut [KvCache],
+    tokens: &[Vec<u32>],
+    next: &mut [Vec<u32>],
+    scratch: &mut Scratch,
+) -> Result<()> {
     let mut steps: Vec<SequenceStep> = caches
         .iter_mut()
         .zip(tokens)
@@ -172,13 +164,19 @@ fn step<'s>(
             logits: LogitsFor::Last,
         })
         .collect();
-    Ok(model.forward(&mut steps, scratch)?)
-}
-
-fn pick_next(model: &Llama, logits: &[f32], next: &mut [Vec<u32>]) {
-    for (row, token) in logits.chunks_exact(model.config().n_vocab).zip(next) {
-        token[0] = argmax(row);
+    let greedy = Draw {
+        params: SamplingParams {
+            temperature: 0.0,
+            ..SamplingParams::default()
+        },
+        step: 0,
+    };
+    let draws = vec![greedy; steps.len()];
+    let sampled = model.forward_sampled(&mut steps, &draws, scratch)?;
+    for (token, next) in sampled.iter().zip(next) {
+        next[0] = *token;
     }
+    Ok(())
 }
 
 /// Deterministic pseudo-random ordinary token ids.

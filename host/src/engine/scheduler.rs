@@ -29,8 +29,8 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use super::kv_pool::KvPool;
 use super::logprobs::token_logprob;
-use super::request::{Event, FinishReason, Priority, Request, SubmitError};
-use crate::model::{KvCache, Llama, LogitsFor, Scratch, SequenceStep};
+use super::request::{Event, FinishReason, Priority, Request, SubmitError, TokenLogprob};
+use crate::model::{Draw, KvCache, Llama, LogitsFor, Scratch, SequenceStep};
 
 /// Limits of one engine.
 #[derive(Clone, Debug)]
@@ -253,6 +253,20 @@ impl Sequence {
     /// Tokens to feed before the next sample.
     fn pending(&self) -> usize {
         self.tokens.len() - self.fed
+    }
+
+    /// The draw for its next token, when the device may sample it: a plain sampled request
+    /// (no logit bias, log-probabilities or penalties) whose step ends its pending tokens.
+    fn device_draw(&self, take: usize) -> Option<Draw> {
+        let r = &self.request;
+        let plain = matches!(self.sink, Sink::Events(_))
+            && r.logit_bias.is_empty()
+            && r.top_logprobs.is_none()
+            && !self.sampler.params().has_penalties();
+        (plain && take == self.pending()).then(|| Draw {
+            params: *self.sampler.params(),
+            step: self.sampler.next_step(),
+        })
     }
 
     fn decoding(&self) -> bool {
@@ -478,7 +492,7 @@ impl Shared {
 }
 
 /// Samples `seq`'s next token from its `logits` (copied into `row`, which the sampler may
-/// modify). `Some(Some(reason))`: it finished; `Some(None)`: its client went away.
+/// modify) and emits it. `Some(Some(reason))`: it finished; `Some(None)`: its client went away.
 fn sample(
     seq: &mut Sequence,
     logits: &[f32],
@@ -492,16 +506,27 @@ fn sample(
     }
     // The sampler applies penalties in place; log-probabilities are of the unpenalised
     // distribution, so they are taken first (only when asked for).
-    let Sink::Events(events) = &seq.sink else {
-        return None;
-    };
     let top = seq.request.top_logprobs;
     let unpenalised = top.map(|k| (k, row.clone()));
     let id = seq.sampler.sample(row, &seq.tokens);
+    let logprob = unpenalised.map(|(k, l)| token_logprob(&l, id, k));
+    emit(seq, id, logprob, stats)
+}
+
+/// Appends `id` to `seq` and sends it to the client (unless it is a stop token); the same
+/// answer as [`sample`].
+fn emit(
+    seq: &mut Sequence,
+    id: u32,
+    logprob: Option<TokenLogprob>,
+    stats: &EngineStats,
+) -> Option<Option<FinishReason>> {
+    let Sink::Events(events) = &seq.sink else {
+        return None;
+    };
     if seq.request.stop_tokens.contains(&id) {
         return Some(Some(FinishReason::Stop));
     }
-    let logprob = unpenalised.map(|(k, l)| token_logprob(&l, id, k));
     seq.tokens.push(id);
     seq.generated += 1;
     stats.generated_tokens.fetch_add(1, Ordering::Relaxed);
@@ -669,9 +694,20 @@ impl Worker {
         let mut batch = Vec::with_capacity(self.running.len());
         // (sequence, logits rows it gets), in batch order.
         let mut rows = Vec::with_capacity(self.running.len());
+        // A draw per sequence while every one of them may be sampled on the device.
+        let mut draws = self
+            .model
+            .samples_on_device()
+            .then(|| Vec::with_capacity(self.running.len()));
         for (i, (seq, &take)) in self.running.iter_mut().zip(&takes).enumerate() {
             if take == 0 {
                 continue;
+            }
+            if let Some(list) = &mut draws {
+                match seq.device_draw(take) {
+                    Some(draw) => list.push(draw),
+                    None => draws = None,
+                }
             }
             let logits = if seq.scores_next(take) {
                 LogitsFor::All
@@ -703,17 +739,20 @@ impl Worker {
             row,
             ..
         } = self;
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            model.forward(&mut batch, scratch).map(drop)
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &draws {
+            Some(draws) => model.forward_sampled(&mut batch, draws, scratch).map(drop),
+            None => model.forward(&mut batch, scratch).map(drop),
         }));
         drop(batch);
-        let logits = match result {
-            Ok(Ok(())) => scratch.logits(),
+        match result {
+            Ok(Ok(())) => {}
             Ok(Err(err)) => return self.fail_step(&takes, &err.to_string()),
             Err(_) => return self.fail_step(&takes, "the forward step panicked"),
-        };
+        }
         let n_vocab = model.config().n_vocab;
-        let mut logits = logits.chunks_exact(n_vocab);
+        let mut logits = scratch.logits().chunks_exact(n_vocab);
+        // Tokens the device sampled, one per sequence in batch order.
+        let mut sampled = draws.is_some().then(|| scratch.tokens().iter());
         let mut finished = Vec::new();
         for (i, n_rows) in rows {
             let seq = &mut self.running[i];
@@ -726,6 +765,14 @@ impl Worker {
             }
             let first = seq.fed;
             seq.fed += take;
+            if let Some(tokens) = &mut sampled {
+                let id = *tokens.next().expect("one sampled token per sequence");
+                seq.sampler.take_step();
+                if let Some(end) = emit(seq, id, None, stats) {
+                    finished.push((i, end));
+                }
+                continue;
+            }
             let mut last = None;
             for (p, row) in (first + take - n_rows..).zip(logits.by_ref().take(n_rows)) {
                 if p + 1 >= seq.score_from && p + 1 < seq.tokens.len() {

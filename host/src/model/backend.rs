@@ -56,6 +56,23 @@ pub enum BackendError {
     Model(#[from] ModelError),
 }
 
+impl BackendError {
+    /// Whether this only says that there is no GPU to use here (no build support, no driver or
+    /// NVRTC, no device), as opposed to a GPU that is present but failed.
+    pub fn no_gpu_here(&self) -> bool {
+        match self {
+            Self::NotBuilt => true,
+            #[cfg(feature = "cuda")]
+            Self::Unavailable(_) => true,
+            #[cfg(feature = "cuda")]
+            Self::Model(ModelError::Device(textnlp_kernels::cuda::DeviceError::NoDevice {
+                ..
+            })) => true,
+            Self::Model(_) => false,
+        }
+    }
+}
+
 /// Moves `model` to the backend `requested` asks for and returns the one it runs on: `cpu`
 /// leaves it where it is; `cuda` moves it or fails saying why; `auto` moves it where it can,
 /// else leaves it on the CPU with one info line giving the reason.

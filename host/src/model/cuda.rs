@@ -23,8 +23,8 @@ use half::f16;
 use textnlp_kernels::TensorType;
 use textnlp_kernels::cpu::attention::AttentionShape;
 use textnlp_kernels::cuda::{
-    CudaSlice, DecodeArgs, DecodeSplits, Device, DeviceError, DeviceWeights, Graph, KvLayout,
-    PrefillArgs, Q8Block, RopeShape,
+    CudaSlice, DecodeArgs, DecodeSplits, Device, DeviceError, DeviceRepr, DeviceWeights, Graph,
+    KvLayout, LogitRows, PrefillArgs, Q8Block, RopeShape, SampleRow,
 };
 
 use super::ModelError;
@@ -156,6 +156,9 @@ struct Activations {
     gate: Buf<f32>,
     up: Buf<f32>,
     logits: Buf<f32>,
+    /// Sampler parameters and sampled tokens, one per logits row.
+    draws: Buf<SampleRow>,
+    sampled: Buf<u32>,
     positions: Buf<i32>,
     token_seq: Buf<i32>,
     seq_start: Buf<i32>,
@@ -173,6 +176,8 @@ struct StepInputs {
     seq_lens: Vec<i32>,
     block_table: Vec<i32>,
     x: Vec<f32>,
+    /// One per logits row when the step samples on the device, else empty.
+    draws: Vec<SampleRow>,
 }
 
 /// What one step runs: `tokens` rows of `seqs` sequences, `rows` rows of logits.
@@ -185,12 +190,26 @@ struct Plan {
     max_seq_tokens: usize,
     /// Rows whose logits are wanted, when they are not simply all rows in order.
     gather: Option<Vec<usize>>,
+    /// Sample a token from each row of logits.
+    sample: bool,
+}
+
+/// What a step gives back.
+pub(super) enum Output<'a> {
+    /// The logits rows.
+    Logits(&'a mut Vec<f32>),
+    /// A token per logits row, drawn on the device with `draws[row]`.
+    Tokens {
+        draws: &'a [SampleRow],
+        tokens: &'a mut Vec<u32>,
+    },
 }
 
 /// Everything a step mutates, behind one lock: the engine runs one step at a time anyway.
 struct Work {
-    /// Declared first so that graphs go before the buffers whose addresses they hold.
-    graphs: HashMap<usize, Graph>,
+    /// Decode graphs by (padded batch size, samples on the device). Declared first so that
+    /// graphs go before the buffers whose addresses they hold.
+    graphs: HashMap<(usize, bool), Graph>,
     bufs: Option<Activations>,
     k_cache: Vec<Buf<f16>>,
     v_cache: Vec<Buf<f16>>,
@@ -314,7 +333,8 @@ impl CudaModel {
     }
 
     /// Runs one batched step. `x` holds every token's embedding row (in batch order),
-    /// `logit_rows` the rows whose logits go to `logits` (`n_vocab` floats each).
+    /// `logit_rows` the rows whose logits are wanted; `out` says whether they come back as
+    /// logits (`n_vocab` floats each) or as a token sampled from each.
     ///
     /// The caller has checked the batch (token ids, context lengths, each cache on this
     /// backend) and commits the caches' lengths afterwards.
@@ -323,7 +343,7 @@ impl CudaModel {
         batch: &mut [SequenceStep<'_>],
         x: &[f32],
         logit_rows: &[usize],
-        logits: &mut Vec<f32>,
+        out: Output<'_>,
     ) -> Result<(), ModelError> {
         for seq in batch.iter_mut() {
             let needed = seq.cache.len() + seq.tokens.len();
@@ -335,12 +355,17 @@ impl CudaModel {
         let tokens = x.len() / self.config.n_embd;
         let decode = batch.iter().all(|s| s.tokens.len() == 1) && batch.len() <= MAX_GRAPH_BATCH;
         let in_order = logit_rows.iter().copied().eq(0..tokens);
+        let draws = match &out {
+            Output::Logits(_) => &[][..],
+            Output::Tokens { draws, .. } => draws,
+        };
         let mut work = self.work.lock().unwrap_or_else(PoisonError::into_inner);
         let work = &mut *work;
         if decode && in_order {
             // Padded to a power of two, so that a handful of graphs serve every batch size.
             let padded = batch.len().next_power_of_two();
             self.fill_decode_inputs(batch, x, padded, &mut work.inputs);
+            work.inputs.push_draws(draws, padded);
             let plan = Plan {
                 tokens: padded,
                 seqs: padded,
@@ -348,33 +373,50 @@ impl CudaModel {
                 decode: true,
                 max_seq_tokens: 1,
                 gather: None,
+                sample: !draws.is_empty(),
             };
             self.reserve(work, &plan)?;
             self.write_inputs(work)?;
-            if !work.graphs.contains_key(&padded) {
+            let key = (padded, plan.sample);
+            if !work.graphs.contains_key(&key) {
                 let graph = self
                     .device
                     .capture(|device| self.record(device, work, &plan))?;
-                work.graphs.insert(padded, graph);
+                work.graphs.insert(key, graph);
             }
             // SAFETY: the graph was captured on `work`'s current buffers (`reserve` drops every
             // graph before it replaces them), and they live as long as `work` does.
-            unsafe { work.graphs[&padded].launch()? };
+            unsafe { work.graphs[&key].launch()? };
         } else {
-            let plan = self.fill_step_inputs(batch, x, logit_rows, &mut work.inputs, in_order);
+            let mut plan = self.fill_step_inputs(batch, x, logit_rows, &mut work.inputs, in_order);
+            work.inputs.push_draws(draws, plan.rows);
+            plan.sample = !draws.is_empty();
             self.reserve(work, &plan)?;
             self.write_inputs(work)?;
             self.record(&self.device, work, &plan)?;
         }
         let bufs = work.bufs.as_ref().expect("reserved above");
-        logits.resize(logit_rows.len() * self.config.n_vocab, 0.0);
-        if logits.is_empty() {
-            // Nothing to read back, but the step must still be complete before it counts.
-            self.device.synchronize()?;
-        } else {
-            self.device.download_into(&bufs.logits, logits)?;
+        match out {
+            Output::Logits(logits) => {
+                logits.resize(logit_rows.len() * self.config.n_vocab, 0.0);
+                self.read_back(&bufs.logits, logits)?;
+            }
+            Output::Tokens { tokens, .. } => {
+                tokens.resize(logit_rows.len(), 0);
+                self.read_back(&bufs.sampled, tokens)?;
+            }
         }
         Ok(())
+    }
+
+    /// Waits for the step and copies the first `dst.len()` values of `src` into `dst`.
+    fn read_back<T: DeviceRepr>(&self, src: &Buf<T>, dst: &mut [T]) -> Result<(), DeviceError> {
+        if dst.is_empty() {
+            // Nothing to read, but the step must still be complete before it counts.
+            self.device.synchronize()
+        } else {
+            self.device.download_into(src, dst)
+        }
     }
 
     /// Inputs of a decode step padded to `padded` rows: padding rows have position −1 (no
@@ -441,6 +483,7 @@ impl CudaModel {
             decode: false,
             max_seq_tokens,
             gather: (!in_order).then(|| logit_rows.to_vec()),
+            sample: false,
         }
     }
 
@@ -496,6 +539,8 @@ impl CudaModel {
             gate: dev.alloc_zeros(tokens * ff)?,
             up: dev.alloc_zeros(tokens * ff)?,
             logits: dev.alloc_zeros(rows * c.n_vocab)?,
+            draws: dev.alloc_zeros(rows)?,
+            sampled: dev.alloc_zeros(rows)?,
             positions: dev.alloc_zeros(tokens)?,
             token_seq: dev.alloc_zeros(tokens)?,
             seq_start: dev.alloc_zeros(seqs + 1)?,
@@ -519,7 +564,8 @@ impl CudaModel {
         dev.write(&i.token_seq, &mut b.token_seq)?;
         dev.write(&i.seq_start, &mut b.seq_start)?;
         dev.write(&i.seq_lens, &mut b.seq_lens)?;
-        dev.write(&i.block_table, &mut b.block_table)
+        dev.write(&i.block_table, &mut b.block_table)?;
+        dev.write(&i.draws, &mut b.draws)
     }
 
     fn layout(&self, seqs: usize) -> KvLayout {
@@ -630,7 +676,7 @@ impl CudaModel {
         }
         dev.rmsnorm_q8(&b.x, &self.output_norm, &mut b.act, n, eps)?;
         match &plan.gather {
-            None => product(dev, &self.output, &b.act, &mut b.logits, n, false),
+            None => product(dev, &self.output, &b.act, &mut b.logits, n, false)?,
             Some(rows) => {
                 let width = d / 32;
                 for (i, &r) in rows.iter().enumerate() {
@@ -644,14 +690,32 @@ impl CudaModel {
                     &mut b.logits,
                     rows.len(),
                     false,
-                )
+                )?;
             }
         }
+        if plan.sample {
+            let rows = LogitRows {
+                rows: plan.rows,
+                vocab: c.n_vocab,
+                stride: c.n_vocab,
+            };
+            dev.sample_tokens(&b.logits, &rows, &b.draws, &mut b.sampled)?;
+        }
+        Ok(())
     }
 }
 
 impl StepInputs {
+    /// The step's draws, padded with greedy rows to `rows` (none when it does not sample).
+    fn push_draws(&mut self, draws: &[SampleRow], rows: usize) {
+        if !draws.is_empty() {
+            self.draws.extend_from_slice(draws);
+            self.draws.resize(rows, SampleRow::default());
+        }
+    }
+
     fn clear(&mut self) {
+        self.draws.clear();
         self.positions.clear();
         self.token_seq.clear();
         self.seq_start.clear();

@@ -13,9 +13,12 @@ use textnlp_kernels::cpu::attention::{AttentionShape, attend_tile};
 use textnlp_kernels::cpu::matmul::{MatmulScratch, QMatrix, matmul};
 use textnlp_kernels::cpu::norm::{add_assign, rms_norm, swiglu};
 use textnlp_kernels::cpu::rope::Rope;
+use textnlp_kernels::cpu::sampling::{Sampler, SamplingParams};
 
 use super::ModelError;
 use super::config::LlamaConfig;
+#[cfg(feature = "cuda")]
+use super::cuda::Output;
 use super::gguf::GgufFile;
 use super::kv_cache::KvCache;
 
@@ -98,6 +101,14 @@ pub struct SequenceStep<'a> {
     pub logits: LogitsFor,
 }
 
+/// One sequence's draw in [`Llama::forward_sampled`]: draw number `step` of the random
+/// stream of a sampler with `params` (no penalties: they need the history).
+#[derive(Clone, Copy, Debug)]
+pub struct Draw {
+    pub params: SamplingParams,
+    pub step: u64,
+}
+
 /// Reusable activation buffers, so a decode step does not allocate.
 #[derive(Default)]
 pub struct Scratch {
@@ -114,6 +125,7 @@ pub struct Scratch {
     token_pos: Vec<(usize, usize)>,
     logit_rows: Vec<usize>,
     logits: Vec<f32>,
+    tokens: Vec<u32>,
     matmul: MatmulScratch,
 }
 
@@ -121,6 +133,11 @@ impl Scratch {
     /// The logits the last successful [`Llama::forward`] returned.
     pub fn logits(&self) -> &[f32] {
         &self.logits
+    }
+
+    /// The tokens the last successful [`Llama::forward_sampled`] returned.
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
     }
 }
 
@@ -183,6 +200,12 @@ impl Llama {
             return super::Backend::Cuda;
         }
         super::Backend::Cpu
+    }
+
+    /// Whether [`Llama::forward_sampled`] samples on the device (saving the transfer of every
+    /// sequence's logits); on the CPU it is no faster than sampling the logits.
+    pub fn samples_on_device(&self) -> bool {
+        self.backend() == super::Backend::Cuda
     }
 
     /// What runs the forward pass: `cpu`, or `cuda` and the GPU's name.
@@ -268,9 +291,60 @@ impl Llama {
         batch: &mut [SequenceStep<'_>],
         s: &'s mut Scratch,
     ) -> Result<&'s [f32], ModelError> {
+        self.prepare(batch, s)?;
+        #[cfg(feature = "cuda")]
+        if let Some(gpu) = &self.gpu {
+            gpu.forward(batch, &s.x, &s.logit_rows, Output::Logits(&mut s.logits))?;
+            commit(batch);
+            return Ok(&s.logits);
+        }
+        self.forward_on_cpu(batch, s);
+        Ok(&s.logits)
+    }
+
+    /// Runs one batched step in which every sequence wants its last token's logits, and samples
+    /// a token for each with `draws[i]`. On a GPU the sampling kernel runs there, so only the
+    /// tokens come back (not `n_vocab` logits per sequence).
+    pub fn forward_sampled<'s>(
+        &self,
+        batch: &mut [SequenceStep<'_>],
+        draws: &[Draw],
+        s: &'s mut Scratch,
+    ) -> Result<&'s [u32], ModelError> {
+        if draws.len() != batch.len()
+            || batch.iter().any(|seq| seq.logits != LogitsFor::Last)
+            || draws.iter().any(|d| d.params.has_penalties())
+        {
+            return Err(ModelError::InvalidDraws);
+        }
+        self.prepare(batch, s)?;
+        #[cfg(feature = "cuda")]
+        if let Some(gpu) = &self.gpu {
+            let rows: Vec<_> = draws
+                .iter()
+                .map(|d| textnlp_kernels::cuda::SampleRow::new(&d.params, d.step))
+                .collect();
+            let out = Output::Tokens {
+                draws: &rows,
+                tokens: &mut s.tokens,
+            };
+            gpu.forward(batch, &s.x, &s.logit_rows, out)?;
+            commit(batch);
+            return Ok(&s.tokens);
+        }
+        self.forward_on_cpu(batch, s);
+        let n_vocab = self.config.n_vocab;
+        s.tokens.clear();
+        for (row, d) in s.logits.chunks_exact_mut(n_vocab).zip(draws) {
+            s.tokens
+                .push(Sampler::at_step(d.params, d.step).sample(row, &[]));
+        }
+        Ok(&s.tokens)
+    }
+
+    /// Checks the batch, lays out its token rows and looks up their embeddings.
+    fn prepare(&self, batch: &[SequenceStep<'_>], s: &mut Scratch) -> Result<(), ModelError> {
         self.check_batch(batch)?;
-        let c = &self.config;
-        let d = c.n_embd;
         s.token_pos.clear();
         s.logit_rows.clear();
         for (i, seq) in batch.iter().enumerate() {
@@ -284,21 +358,18 @@ impl Llama {
                 LogitsFor::All => s.logit_rows.extend(first_row..s.token_pos.len()),
             }
         }
+        self.embed(batch, s.token_pos.len(), s);
+        Ok(())
+    }
+
+    fn forward_on_cpu(&self, batch: &mut [SequenceStep<'_>], s: &mut Scratch) {
         let n = s.token_pos.len();
-        self.embed(batch, n, s);
-        #[cfg(feature = "cuda")]
-        if let Some(gpu) = &self.gpu {
-            gpu.forward(batch, &s.x, &s.logit_rows, &mut s.logits)?;
-            commit(batch);
-            return Ok(&s.logits);
-        }
         for (l, layer) in self.layers.iter().enumerate() {
             self.attention_block(l, layer, batch, s);
             self.feed_forward_block(layer, n, s);
         }
         commit(batch);
-        self.output_logits(d, s);
-        Ok(&s.logits)
+        self.output_logits(self.config.n_embd, s);
     }
 
     fn check_batch(&self, batch: &[SequenceStep<'_>]) -> Result<(), ModelError> {

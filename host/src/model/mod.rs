@@ -12,7 +12,7 @@ pub mod vocab;
 pub use backend::{Backend, BackendError, BackendRequest};
 pub use config::LlamaConfig;
 pub use kv_cache::KvCache;
-pub use llama::{Llama, LogitsFor, Scratch, SequenceStep};
+pub use llama::{Draw, Llama, LogitsFor, Scratch, SequenceStep};
 
 use gguf::GgufError;
 
@@ -46,6 +46,11 @@ pub enum ModelError {
     },
     #[error("a sequence asked for logits without giving any token")]
     EmptyStep,
+    #[error(
+        "a sampled step needs one draw per sequence, each sequence wanting its last logits, \
+         and no penalties"
+    )]
+    InvalidDraws,
     #[error("a KV cache of one backend was given to a model running on another")]
     CacheBackend,
     #[error("the GPU's KV cache is full ({capacity} positions for all sequences together)")]

@@ -124,6 +124,13 @@ impl SamplingParams {
         )
     }
 
+    /// Whether any repetition, presence or frequency penalty applies (they need the history).
+    pub fn has_penalties(&self) -> bool {
+        self.repetition_penalty != 1.0
+            || self.presence_penalty != 0.0
+            || self.frequency_penalty != 0.0
+    }
+
     fn is_greedy(&self) -> bool {
         self.temperature <= 0.0 || self.top_k == 1
     }
@@ -145,9 +152,14 @@ pub struct Sampler {
 
 impl Sampler {
     pub fn new(params: SamplingParams) -> Self {
+        Self::at_step(params, 0)
+    }
+
+    /// A sampler whose next draw is draw number `step` of its random stream.
+    pub fn at_step(params: SamplingParams, step: u64) -> Self {
         Sampler {
             params,
-            step: 0,
+            step,
             ranked: Vec::new(),
             seen: Vec::new(),
         }
@@ -155,6 +167,18 @@ impl Sampler {
 
     pub fn params(&self) -> &SamplingParams {
         &self.params
+    }
+
+    /// The step of the next draw.
+    pub fn next_step(&self) -> u64 {
+        self.step
+    }
+
+    /// Claims the next draw for a sampler elsewhere (the GPU's), which draws from the same
+    /// random stream at the returned step; this sampler's next draw comes after it.
+    pub fn take_step(&mut self) -> u64 {
+        self.step += 1;
+        self.step - 1
     }
 
     /// Picks the next token. `logits` is modified in place (penalties); `history` is the
@@ -183,7 +207,7 @@ impl Sampler {
         let Sampler {
             params: p, seen, ..
         } = self;
-        if p.repetition_penalty == 1.0 && p.presence_penalty == 0.0 && p.frequency_penalty == 0.0 {
+        if !p.has_penalties() {
             return;
         }
         let window = match p.penalty_last_n {
@@ -566,6 +590,33 @@ mod tests {
         for i in 0..10_000 {
             let u = uniform(i, i * 3, i as u32);
             assert!(u > 0.0 && u < 1.0);
+        }
+    }
+
+    #[test]
+    fn a_claimed_step_is_the_draw_a_sampler_at_that_step_makes() {
+        let params = SamplingParams {
+            temperature: 0.8,
+            top_k: 20,
+            seed: 7,
+            ..SamplingParams::default()
+        };
+        let logits: Vec<f32> = (0..64).map(|i| ((i * 37) % 11) as f32 * 0.3).collect();
+        let mut all_here = Sampler::new(params);
+        let draws: Vec<u32> = (0..8)
+            .map(|_| all_here.sample(&mut logits.clone(), &[]))
+            .collect();
+        // Every other draw made elsewhere: the remaining ones are unchanged.
+        let mut mixed = Sampler::new(params);
+        for (step, &want) in draws.iter().enumerate() {
+            if step % 2 == 0 {
+                let claimed = mixed.take_step();
+                assert_eq!(claimed, step as u64);
+                let elsewhere = Sampler::at_step(params, claimed).sample(&mut logits.clone(), &[]);
+                assert_eq!(elsewhere, want);
+            } else {
+                assert_eq!(mixed.sample(&mut logits.clone(), &[]), want);
+            }
         }
     }
 }

@@ -23,7 +23,7 @@ pub use abi::{
     Q8_BLOCK_BYTES, Q8Block, SAMPLE_THREADS, SampleRow,
 };
 /// Device buffers, as the launch methods take them.
-pub use cudarc::driver::CudaSlice;
+pub use cudarc::driver::{CudaSlice, DeviceRepr};
 
 pub use compile::{CompileError, Compiler, Ptx, nvrtc_version};
 pub use device::{
