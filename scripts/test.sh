@@ -35,8 +35,13 @@ LD_LIBRARY_PATH="$TEXTNLP_HOME/nvrtc/nvidia/cu13/lib${LD_LIBRARY_PATH:+:$LD_LIBR
 step "lints (cargo clippy --release --workspace --all-targets -- -D warnings)"
 cargo clippy --release --workspace --all-targets -- -D warnings
 
-step "CUDA lints (cargo clippy --release -p textnlp-kernels --features cuda --all-targets -- -D warnings)"
-cargo clippy --release -p textnlp-kernels --features cuda --all-targets -- -D warnings
+step "CUDA lints (cargo clippy --release -p textnlp-kernels -p textnlp-host --features textnlp-host/cuda --all-targets -- -D warnings)"
+cargo clippy --release -p textnlp-kernels -p textnlp-host --features textnlp-host/cuda --all-targets -- -D warnings
+
+# The CUDA build of the host without a GPU: the backend's unit tests, `--backend cuda` refused
+# with the reason, and the GPU end-to-end tests skipping with theirs.
+step "CUDA backend without a GPU (cargo test --release -p textnlp-host --features cuda --lib --test gpu --test cli -- backend gpu_)"
+cargo test --release -p textnlp-host --features cuda --lib --test gpu --test cli -- backend gpu_
 
 step "plugin lints (cd plugins && cargo clippy --release --target wasm32-wasip2 -- -D warnings)"
 (cd plugins && cargo clippy --release --target wasm32-wasip2 -- -D warnings)

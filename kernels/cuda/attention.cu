@@ -87,9 +87,10 @@ __device__ __forceinline__ float dot_key(const float* q, const u32* k) {
 // of the sequence's context 0..seq_lens[seq]; its 4 warps take interleaved tiles of 32
 // positions and are merged at the end. The block writes, for each query head of the group, its
 // split's unnormalised partial output and (m, l): part_o[((seq·n_head + h)·n_splits + s)·HD ..]
-// and part_ml[(seq·n_head + h)·n_splits + s]. A split past the context writes (−inf, 0) and
-// zeros, so the grid can be sized for the longest context (fixed shapes for CUDA graphs).
-// attn_decode_combine then merges the splits.
+// and part_ml[(seq·n_head + h)·n_splits + s]. A split past the context exits at once and
+// writes nothing, so the grid can be sized for the longest context (fixed shapes for CUDA
+// graphs) at the cost of an empty block; attn_decode_combine merges the splits that cover the
+// context and never reads the others.
 //
 // q: sequence seq's query heads at q + seq·q_stride, head h at h·HD (after RoPE).
 // seq_lens[seq]: context length (the new token's position + 1, its K/V already appended).
@@ -118,6 +119,7 @@ __device__ __forceinline__ void attn_decode(const float* q, int q_stride, const 
     const int group = n_head / n_kv_head;
     const int ctx = seq_lens[seq];
     const int start = split * split_len, end = min(ctx, start + split_len);
+    if (start >= ctx) return;  // block-uniform: no barrier is skipped by part of the block
     const int* table_row = block_table + (i64)seq * max_pages;
 
     for (int i = threadIdx.x; i < group * HD; i += blockDim.x)
@@ -201,20 +203,22 @@ __device__ __forceinline__ void attn_decode(const float* q, int q_stride, const 
 DECODE_ENTRY(64)
 DECODE_ENTRY(128)
 
-// Merges the n_splits partials of each (sequence, query head) by their log-sum-exp:
+// Merges the partials of each (sequence, query head) by their log-sum-exp, over the splits
+// that cover its context 0..seq_lens[seq] (the others were not written):
 // out = Σ_s e^(m_s − M)·o_s / Σ_s e^(m_s − M)·l_s with M = max_s m_s.
 // out: sequence seq's heads at out + seq·out_stride, head h at h·head_dim.
 // Launch: grid = (n_head, n_seqs), block = head_dim threads (≤ 1024).
 extern "C" __global__ void attn_decode_combine(const float* part_o, const float2* part_ml,
-                                               int n_splits, int head_dim, float* out,
-                                               int out_stride) {
+                                               int n_splits, int split_len, const int* seq_lens,
+                                               int head_dim, float* out, int out_stride) {
     const int h = blockIdx.x, n_head = gridDim.x, seq = blockIdx.y, d = threadIdx.x;
     if (d >= head_dim) return;
     const i64 first = ((i64)seq * n_head + h) * n_splits;
+    const int used = min(n_splits, (seq_lens[seq] + split_len - 1) / split_len);
     float m = NEG_INF;
-    for (int s = 0; s < n_splits; ++s) m = fmaxf(m, part_ml[first + s].x);
+    for (int s = 0; s < used; ++s) m = fmaxf(m, part_ml[first + s].x);
     float l = 0.0f, o = 0.0f;
-    for (int s = 0; s < n_splits; ++s) {
+    for (int s = 0; s < used; ++s) {
         const float2 ml = part_ml[first + s];
         const float weight = ml.x == NEG_INF ? 0.0f : expf(ml.x - m);
         l += ml.y * weight;

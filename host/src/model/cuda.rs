@@ -23,8 +23,9 @@ use half::f16;
 use textnlp_kernels::TensorType;
 use textnlp_kernels::cpu::attention::AttentionShape;
 use textnlp_kernels::cuda::{
-    CudaSlice, DecodeArgs, DecodeSplits, Device, DeviceError, DeviceRepr, DeviceWeights, Graph,
-    KvLayout, LogitRows, PrefillArgs, Q8Block, RopeShape, SampleRow,
+    ATTN_HEAD_DIMS, ATTN_MAX_GROUP, CudaSlice, DecodeArgs, DecodeSplits, Device, DeviceError,
+    DeviceRepr, DeviceWeights, Graph, KvLayout, LogitRows, PrefillArgs, Q8Block, RopeShape,
+    SampleRow,
 };
 
 use super::ModelError;
@@ -33,8 +34,11 @@ use super::llama::{Layer, Llama, SequenceStep, Weight};
 
 /// Positions per KV page.
 const PAGE_SIZE: usize = 16;
-/// Positions per split of decode attention (the splits together cover the whole context).
-const SPLIT_LEN: usize = 64;
+/// Splits of decode attention at most (together they cover the whole context; those past a
+/// sequence's length cost an empty block each).
+const MAX_SPLITS: usize = 32;
+/// Positions per split at least.
+const MIN_SPLIT_LEN: usize = 64;
 /// Share of the GPU memory still free after the weights that the KV cache takes.
 const KV_MEMORY_SHARE: f64 = 0.6;
 /// KV positions at most, all sequences together (24 GiB for SmolLM2-135M).
@@ -218,6 +222,8 @@ struct Work {
 
 /// The model's weights and KV cache on one GPU, and the step that runs on them.
 pub(crate) struct CudaModel {
+    /// First, so that its graphs and buffers are dropped before the device's modules.
+    work: Mutex<Work>,
     device: Device,
     config: LlamaConfig,
     layers: Vec<DeviceLayer>,
@@ -227,14 +233,14 @@ pub(crate) struct CudaModel {
     max_pages: usize,
     n_pages: usize,
     pool: Arc<PagePool>,
-    work: Mutex<Work>,
 }
 
 impl CudaModel {
     /// Opens GPU 0, uploads `model`'s weights and allocates the KV cache in the memory left.
     pub(super) fn new(model: &Llama, ptx_cache: &Path) -> Result<Self, ModelError> {
-        let device = Device::new(0, ptx_cache)?;
         let c = model.config().clone();
+        check_shapes(&c)?;
+        let device = Device::new(0, ptx_cache)?;
         let bytes = model.file().bytes();
         let upload = |name: String, w: &Weight| -> Result<DeviceWeights, ModelError> {
             if !DEVICE_TYPES.contains(&w.ty) {
@@ -353,6 +359,13 @@ impl CudaModel {
                 .reserve(needed)?;
         }
         let tokens = x.len() / self.config.n_embd;
+        if tokens == 0 {
+            match out {
+                Output::Logits(logits) => logits.clear(),
+                Output::Tokens { tokens, .. } => tokens.clear(),
+            }
+            return Ok(());
+        }
         let decode = batch.iter().all(|s| s.tokens.len() == 1) && batch.len() <= MAX_GRAPH_BATCH;
         let in_order = logit_rows.iter().copied().eq(0..tokens);
         let draws = match &out {
@@ -526,6 +539,7 @@ impl CudaModel {
         let c = &self.config;
         let (d, kv, ff, dev) = (c.n_embd, c.kv_dim(), c.n_ff, &self.device);
         let max_context = self.max_pages * PAGE_SIZE;
+        let split_len = max_context.div_ceil(MAX_SPLITS).max(MIN_SPLIT_LEN);
         let Capacity { tokens, seqs, rows } = capacity;
         Ok(Activations {
             capacity,
@@ -546,11 +560,12 @@ impl CudaModel {
             seq_start: dev.alloc_zeros(seqs + 1)?,
             seq_lens: dev.alloc_zeros(seqs)?,
             block_table: dev.alloc_zeros(seqs * self.max_pages)?,
+            // Only decode steps (at most MAX_GRAPH_BATCH sequences) use the splits.
             splits: dev.decode_splits(
-                seqs * c.n_head,
+                seqs.min(MAX_GRAPH_BATCH) * c.n_head,
                 c.head_dim,
-                max_context.div_ceil(SPLIT_LEN),
-                SPLIT_LEN,
+                max_context.div_ceil(split_len),
+                split_len,
             )?,
         })
     }
@@ -678,10 +693,18 @@ impl CudaModel {
         match &plan.gather {
             None => product(dev, &self.output, &b.act, &mut b.logits, n, false)?,
             Some(rows) => {
+                // One copy per run of consecutive rows.
                 let width = d / 32;
-                for (i, &r) in rows.iter().enumerate() {
-                    let src = b.act.slice(r * width..(r + 1) * width);
-                    dev.copy(&src, &mut b.head_in.slice_mut(i * width..(i + 1) * width))?;
+                let mut i = 0;
+                while i < rows.len() {
+                    let run = 1 + rows[i + 1..]
+                        .iter()
+                        .zip(rows[i]..)
+                        .take_while(|&(&r, prev)| r == prev + 1)
+                        .count();
+                    let src = b.act.slice(rows[i] * width..(rows[i] + run) * width);
+                    dev.copy(&src, &mut b.head_in.slice_mut(i * width..(i + run) * width))?;
+                    i += run;
                 }
                 product(
                     dev,
@@ -723,6 +746,36 @@ impl StepInputs {
         self.block_table.clear();
         self.x.clear();
     }
+}
+
+/// Refuses shapes the kernels do not support, before anything is uploaded.
+fn check_shapes(c: &LlamaConfig) -> Result<(), ModelError> {
+    let unsupported = |what: String| Err(ModelError::NoDeviceShape(what));
+    if !ATTN_HEAD_DIMS.contains(&c.head_dim) {
+        return unsupported(format!(
+            "head size {} (not one of {ATTN_HEAD_DIMS:?})",
+            c.head_dim
+        ));
+    }
+    if c.n_head_kv == 0
+        || !c.n_head.is_multiple_of(c.n_head_kv)
+        || c.n_head / c.n_head_kv > ATTN_MAX_GROUP
+    {
+        return unsupported(format!(
+            "{} query heads over {} KV heads (groups of at most {ATTN_MAX_GROUP})",
+            c.n_head, c.n_head_kv
+        ));
+    }
+    if !c.n_embd.is_multiple_of(32) || !c.n_ff.is_multiple_of(32) {
+        return unsupported(format!(
+            "widths {} and {} (both must be multiples of 32)",
+            c.n_embd, c.n_ff
+        ));
+    }
+    if c.rope_dims > 512 {
+        return unsupported(format!("{} rotary dimensions (at most 512)", c.rope_dims));
+    }
+    Ok(())
 }
 
 /// `y (+)= W · x` for `n` activation rows: the one-column kernel for a single row (it keeps

@@ -63,6 +63,8 @@ pub enum ModelError {
         name: String,
         ty: textnlp_kernels::TensorType,
     },
+    #[error("the CUDA backend's kernels do not support this model's {0}")]
+    NoDeviceShape(String),
     #[cfg(feature = "cuda")]
     #[error("GPU: {0}")]
     Device(#[from] textnlp_kernels::cuda::DeviceError),

@@ -966,6 +966,8 @@ impl Device {
             self.ptr(C, &splits.part_o)?,
             self.ptr(C, &splits.part_ml)?,
             Arg::Int(int(C, "n_splits", splits.n_splits)?),
+            Arg::Int(int(C, "split_len", splits.split_len)?),
+            self.ptr(C, seq_lens)?,
             Arg::Int(int(C, "head_dim", shape.head_dim)?),
             self.ptr_mut(C, out)?,
             Arg::Int(int(C, "out_stride", args.out_stride)?),
