@@ -39,9 +39,10 @@ step "CUDA lints (cargo clippy --release -p textnlp-kernels -p textnlp-host --fe
 cargo clippy --release -p textnlp-kernels -p textnlp-host --features textnlp-host/cuda --all-targets -- -D warnings
 
 # The CUDA build of the host without a GPU: the backend's unit tests, `--backend cuda` refused
-# with the reason, and the GPU end-to-end tests skipping with theirs.
-step "CUDA backend without a GPU (cargo test --release -p textnlp-host --features cuda --lib --test gpu --test cli -- backend gpu_)"
-cargo test --release -p textnlp-host --features cuda --lib --test gpu --test cli -- backend gpu_
+# with the reason, the CUDA model's host-side logic (pages, step inputs, shape checks), and the
+# GPU end-to-end tests skipping with their reason.
+step "CUDA backend without a GPU (cargo test --release -p textnlp-host --features cuda --lib --test gpu --test cli -- backend gpu_ model::)"
+cargo test --release -p textnlp-host --features cuda --lib --test gpu --test cli -- backend gpu_ model::
 
 step "plugin lints (cd plugins && cargo clippy --release --target wasm32-wasip2 -- -D warnings)"
 (cd plugins && cargo clippy --release --target wasm32-wasip2 -- -D warnings)

@@ -111,6 +111,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
             "tokens_per_s": per_s(generation.ids.len(), generation.decode_time),
             "finish_reason": format!("{:?}", generation.finish).to_lowercase(),
             "seed": seed,
+            "device": model.device_description(),
         });
         writeln!(stdout, "{out}")?;
     } else {

@@ -62,6 +62,15 @@ pub(crate) struct PagePool {
 }
 
 impl PagePool {
+    /// A pool of `n_pages` pages; page 0 is kept back as the padding page.
+    fn new(n_pages: usize) -> Arc<Self> {
+        // Handed out from the end of the list: low page ids first.
+        Arc::new(PagePool {
+            free: Mutex::new((1..n_pages as i32).rev().collect()),
+            usable: n_pages.saturating_sub(1),
+        })
+    }
+
     fn free(&self) -> MutexGuard<'_, Vec<i32>> {
         self.free.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -88,8 +97,13 @@ impl DevicePages {
             });
         }
         let at = free.len() - missing;
-        self.pages.extend(free.drain(at..));
+        // The list's end holds the lowest ids, last first.
+        self.pages.extend(free.drain(at..).rev());
         Ok(())
+    }
+
+    pub(crate) fn ids(&self) -> &[i32] {
+        &self.pages
     }
 
     /// Gives back the pages past the first `positions`.
@@ -287,11 +301,7 @@ impl CudaModel {
         let v_cache = (0..c.n_layer)
             .map(|_| device.alloc_zeros(cache_len))
             .collect::<Result<Vec<_>, _>>()?;
-        // Handed out from the end of the list: low page ids first.
-        let pool = Arc::new(PagePool {
-            free: Mutex::new((1..n_pages as i32).rev().collect()),
-            usable: n_pages - 1,
-        });
+        let pool = PagePool::new(n_pages);
         tracing::info!(
             "backend: cuda ({}, KV cache of {} positions in {} MiB)",
             device.arch(),
@@ -372,12 +382,20 @@ impl CudaModel {
             Output::Logits(_) => &[][..],
             Output::Tokens { draws, .. } => draws,
         };
+        let seqs: Vec<SeqView<'_>> = batch
+            .iter()
+            .map(|seq| SeqView {
+                cached: seq.cache.len(),
+                tokens: seq.tokens.len(),
+                pages: seq.cache.device_page_ids(),
+            })
+            .collect();
         let mut work = self.work.lock().unwrap_or_else(PoisonError::into_inner);
         let work = &mut *work;
         if decode && in_order {
             // Padded to a power of two, so that a handful of graphs serve every batch size.
             let padded = batch.len().next_power_of_two();
-            self.fill_decode_inputs(batch, x, padded, &mut work.inputs);
+            work.inputs.decode(&seqs, x, padded, self.max_pages);
             work.inputs.push_draws(draws, padded);
             let plan = Plan {
                 tokens: padded,
@@ -401,9 +419,17 @@ impl CudaModel {
             // graph before it replaces them), and they live as long as `work` does.
             unsafe { work.graphs[&key].launch()? };
         } else {
-            let mut plan = self.fill_step_inputs(batch, x, logit_rows, &mut work.inputs, in_order);
+            let max_seq_tokens = work.inputs.general(&seqs, x, self.max_pages);
+            let plan = Plan {
+                tokens: work.inputs.positions.len(),
+                seqs: seqs.len(),
+                rows: logit_rows.len(),
+                decode: false,
+                max_seq_tokens,
+                gather: (!in_order).then(|| logit_rows.to_vec()),
+                sample: !draws.is_empty(),
+            };
             work.inputs.push_draws(draws, plan.rows);
-            plan.sample = !draws.is_empty();
             self.reserve(work, &plan)?;
             self.write_inputs(work)?;
             self.record(&self.device, work, &plan)?;
@@ -430,81 +456,6 @@ impl CudaModel {
         } else {
             self.device.download_into(src, dst)
         }
-    }
-
-    /// Inputs of a decode step padded to `padded` rows: padding rows have position −1 (no
-    /// RoPE, no KV append), length 1 and the padding page, and zero input.
-    fn fill_decode_inputs(
-        &self,
-        batch: &mut [SequenceStep<'_>],
-        x: &[f32],
-        padded: usize,
-        inputs: &mut StepInputs,
-    ) {
-        let d = self.config.n_embd;
-        let pad = padded - batch.len();
-        inputs.clear();
-        for (i, seq) in batch.iter_mut().enumerate() {
-            let pos = seq.cache.len();
-            inputs.positions.push(pos as i32);
-            inputs.token_seq.push(i as i32);
-            inputs.seq_lens.push(pos as i32 + 1);
-            self.push_block_row(seq, &mut inputs.block_table);
-        }
-        inputs.positions.extend(std::iter::repeat_n(-1, pad));
-        inputs
-            .token_seq
-            .extend((batch.len()..padded).map(|i| i as i32));
-        inputs.seq_lens.extend(std::iter::repeat_n(1, pad));
-        inputs
-            .block_table
-            .extend(std::iter::repeat_n(0, pad * self.max_pages));
-        inputs.seq_start.extend(0..=padded as i32);
-        inputs.x.extend_from_slice(x);
-        inputs.x.extend(std::iter::repeat_n(0.0, pad * d));
-    }
-
-    /// Inputs of a general step (prefill chunks, mixed batches): one row per token.
-    fn fill_step_inputs(
-        &self,
-        batch: &mut [SequenceStep<'_>],
-        x: &[f32],
-        logit_rows: &[usize],
-        inputs: &mut StepInputs,
-        in_order: bool,
-    ) -> Plan {
-        inputs.clear();
-        inputs.seq_start.push(0);
-        let mut max_seq_tokens = 1;
-        for (i, seq) in batch.iter_mut().enumerate() {
-            let start = seq.cache.len();
-            let n = seq.tokens.len();
-            inputs
-                .positions
-                .extend((start..start + n).map(|p| p as i32));
-            inputs.token_seq.extend(std::iter::repeat_n(i as i32, n));
-            inputs.seq_lens.push((start + n) as i32);
-            inputs.seq_start.push(inputs.positions.len() as i32);
-            self.push_block_row(seq, &mut inputs.block_table);
-            max_seq_tokens = max_seq_tokens.max(n);
-        }
-        inputs.x.extend_from_slice(x);
-        Plan {
-            tokens: inputs.positions.len(),
-            seqs: batch.len(),
-            rows: logit_rows.len(),
-            decode: false,
-            max_seq_tokens,
-            gather: (!in_order).then(|| logit_rows.to_vec()),
-            sample: false,
-        }
-    }
-
-    /// One block-table row: the sequence's pages, then the padding page.
-    fn push_block_row(&self, seq: &mut SequenceStep<'_>, table: &mut Vec<i32>) {
-        let pages = seq.cache.device_pages().map_or(&[][..], |p| &p.pages[..]);
-        table.extend_from_slice(pages);
-        table.extend(std::iter::repeat_n(0, self.max_pages - pages.len()));
     }
 
     /// Makes the activation buffers big enough for `plan`, growing them (and dropping every
@@ -728,7 +679,57 @@ impl CudaModel {
     }
 }
 
+/// What the step's inputs need of one sequence.
+struct SeqView<'a> {
+    /// Positions already in its cache.
+    cached: usize,
+    /// Tokens it feeds in this step.
+    tokens: usize,
+    /// Its pages, covering `cached + tokens` positions.
+    pages: &'a [i32],
+}
+
 impl StepInputs {
+    /// Inputs of a decode step (one token per sequence) padded to `padded` rows: padding rows
+    /// have position −1 (no RoPE, no KV append), length 1, the padding page and zero input.
+    fn decode(&mut self, seqs: &[SeqView<'_>], x: &[f32], padded: usize, max_pages: usize) {
+        let pad = padded - seqs.len();
+        let width = x.len() / seqs.len().max(1);
+        self.clear();
+        for (i, seq) in seqs.iter().enumerate() {
+            self.positions.push(seq.cached as i32);
+            self.token_seq.push(i as i32);
+            self.seq_lens.push(seq.cached as i32 + 1);
+            push_block_row(seq.pages, max_pages, &mut self.block_table);
+        }
+        self.positions.extend(std::iter::repeat_n(-1, pad));
+        self.token_seq
+            .extend((seqs.len()..padded).map(|i| i as i32));
+        self.seq_lens.extend(std::iter::repeat_n(1, pad));
+        self.block_table
+            .extend(std::iter::repeat_n(0, pad * max_pages));
+        self.seq_start.extend(0..=padded as i32);
+        self.x.extend_from_slice(x);
+        self.x.extend(std::iter::repeat_n(0.0, pad * width));
+    }
+
+    /// Inputs of a general step (prefill chunks, mixed batches): one row per token. Returns
+    /// the most tokens any sequence feeds.
+    fn general(&mut self, seqs: &[SeqView<'_>], x: &[f32], max_pages: usize) -> usize {
+        self.clear();
+        self.seq_start.push(0);
+        for (i, seq) in seqs.iter().enumerate() {
+            let (start, n) = (seq.cached, seq.tokens);
+            self.positions.extend((start..start + n).map(|p| p as i32));
+            self.token_seq.extend(std::iter::repeat_n(i as i32, n));
+            self.seq_lens.push((start + n) as i32);
+            self.seq_start.push(self.positions.len() as i32);
+            push_block_row(seq.pages, max_pages, &mut self.block_table);
+        }
+        self.x.extend_from_slice(x);
+        seqs.iter().map(|s| s.tokens).max().unwrap_or(0).max(1)
+    }
+
     /// The step's draws, padded with greedy rows to `rows` (none when it does not sample).
     fn push_draws(&mut self, draws: &[SampleRow], rows: usize) {
         if !draws.is_empty() {
@@ -746,6 +747,12 @@ impl StepInputs {
         self.block_table.clear();
         self.x.clear();
     }
+}
+
+/// One block-table row: the sequence's pages, then the padding page.
+fn push_block_row(pages: &[i32], max_pages: usize, table: &mut Vec<i32>) {
+    table.extend_from_slice(pages);
+    table.extend(std::iter::repeat_n(0, max_pages - pages.len()));
 }
 
 /// Refuses shapes the kernels do not support, before anything is uploaded.
@@ -792,5 +799,155 @@ fn product(
         dev.matvec(w, x, y, n, accumulate)
     } else {
         dev.matmul(w, x, y, n, accumulate)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pages(pool: &Arc<PagePool>) -> DevicePages {
+        DevicePages {
+            pages: Vec::new(),
+            pool: Arc::clone(pool),
+        }
+    }
+
+    #[test]
+    fn pages_come_from_the_pool_and_go_back_on_truncate_and_drop() {
+        let pool = PagePool::new(5); // pages 1..=4 usable, 0 kept back
+        let mut a = pages(&pool);
+        a.reserve(17).unwrap(); // 2 pages
+        assert_eq!(a.ids(), [1, 2]);
+        a.reserve(32).unwrap(); // still 2
+        assert_eq!(a.ids().len(), 2);
+        let mut b = pages(&pool);
+        b.reserve(20).unwrap();
+        assert!(!b.ids().contains(&0) && !b.ids().iter().any(|p| a.ids().contains(p)));
+        // Exhausted: a clear error, and nothing taken.
+        let mut c = pages(&pool);
+        let err = c.reserve(1).unwrap_err();
+        assert!(
+            matches!(err, ModelError::KvCacheFull { capacity: 64 }),
+            "{err:?}"
+        );
+        assert!(c.ids().is_empty());
+        a.truncate(16);
+        assert_eq!(a.ids(), [1]);
+        drop(b);
+        c.reserve(48).unwrap();
+        assert_eq!(c.ids().len(), 3);
+        assert_eq!(pool.free().len(), 0);
+        drop((a, c));
+        assert_eq!(pool.free().len(), 4);
+    }
+
+    #[test]
+    fn decode_inputs_pad_to_rows_that_touch_nothing() {
+        let seqs = [
+            SeqView {
+                cached: 5,
+                tokens: 1,
+                pages: &[3],
+            },
+            SeqView {
+                cached: 16,
+                tokens: 1,
+                pages: &[1, 2],
+            },
+            SeqView {
+                cached: 0,
+                tokens: 1,
+                pages: &[4],
+            },
+        ];
+        let x: Vec<f32> = (0..6).map(|i| i as f32 + 1.0).collect(); // width 2
+        let mut inputs = StepInputs::default();
+        inputs.decode(&seqs, &x, 4, 3);
+        assert_eq!(inputs.positions, [5, 16, 0, -1]);
+        assert_eq!(inputs.seq_lens, [6, 17, 1, 1]);
+        assert_eq!(inputs.token_seq, [0, 1, 2, 3]);
+        assert_eq!(inputs.block_table, [3, 0, 0, 1, 2, 0, 4, 0, 0, 0, 0, 0]);
+        assert_eq!(inputs.x, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 0.0, 0.0]);
+        inputs.push_draws(&[SampleRow::default(); 3], 4);
+        assert_eq!(inputs.draws.len(), 4);
+    }
+
+    #[test]
+    fn general_inputs_lay_out_every_token_of_every_sequence() {
+        let seqs = [
+            SeqView {
+                cached: 0,
+                tokens: 3,
+                pages: &[1],
+            },
+            // Feeds nothing this step (wants no logits).
+            SeqView {
+                cached: 7,
+                tokens: 0,
+                pages: &[2],
+            },
+            SeqView {
+                cached: 15,
+                tokens: 2,
+                pages: &[3, 4],
+            },
+        ];
+        let mut inputs = StepInputs::default();
+        let longest = inputs.general(&seqs, &[0.0; 10], 2);
+        assert_eq!(longest, 3);
+        assert_eq!(inputs.positions, [0, 1, 2, 15, 16]);
+        assert_eq!(inputs.token_seq, [0, 0, 0, 2, 2]);
+        assert_eq!(inputs.seq_start, [0, 3, 3, 5]);
+        assert_eq!(inputs.seq_lens, [3, 7, 17]);
+        assert_eq!(inputs.block_table, [1, 0, 2, 0, 3, 4]);
+        inputs.push_draws(&[], 5);
+        assert!(inputs.draws.is_empty());
+    }
+
+    #[test]
+    fn shapes_without_kernels_are_refused_before_any_upload() {
+        let smollm = LlamaConfig {
+            architecture: "llama".into(),
+            n_embd: 576,
+            n_layer: 30,
+            n_head: 9,
+            n_head_kv: 3,
+            head_dim: 64,
+            n_ff: 1536,
+            n_vocab: 49152,
+            context_length: 8192,
+            rope_dims: 64,
+            rope_base: 100_000.0,
+            rope_style: textnlp_kernels::cpu::rope::RopeStyle::Interleaved,
+            rms_eps: 1e-5,
+        };
+        check_shapes(&smollm).unwrap();
+        let refused = |c: LlamaConfig, says: &str| {
+            let err = check_shapes(&c).unwrap_err().to_string();
+            assert!(err.contains(says), "{err}");
+        };
+        refused(
+            LlamaConfig {
+                head_dim: 80,
+                ..smollm.clone()
+            },
+            "head size 80",
+        );
+        refused(
+            LlamaConfig {
+                n_head: 18,
+                n_head_kv: 1,
+                ..smollm.clone()
+            },
+            "groups of at most 8",
+        );
+        refused(
+            LlamaConfig {
+                n_ff: 1540,
+                ..smollm.clone()
+            },
+            "multiples of 32",
+        );
     }
 }

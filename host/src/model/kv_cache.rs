@@ -64,6 +64,12 @@ impl KvCache {
         self.device.as_mut()
     }
 
+    /// The GPU pages holding the rows, in position order (none on the CPU).
+    #[cfg(feature = "cuda")]
+    pub(crate) fn device_page_ids(&self) -> &[i32] {
+        self.device.as_ref().map_or(&[], |p| p.ids())
+    }
+
     /// Positions stored.
     pub fn len(&self) -> usize {
         self.len
