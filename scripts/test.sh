@@ -26,11 +26,13 @@ step "tests (cargo test --release --workspace)"
 cargo test --release --workspace
 
 # No GPU needed: NVRTC from the PyPI wheel that setup.sh installed compiles every CUDA kernel
-# for compute_80 and compute_90 (a missing library fails the step instead of skipping it).
+# for compute_80 and compute_90 and ptxas assembles each to sm_80/sm_90 machine code (a missing
+# library fails the step instead of skipping it).
 TEXTNLP_HOME="${TEXTNLP_HOME:-${XDG_DATA_HOME:-$HOME/.local/share}/textnlp}"
 step "CUDA kernels compile (cargo test --release -p textnlp-kernels --features cuda --test nvrtc)"
 LD_LIBRARY_PATH="$TEXTNLP_HOME/nvrtc/nvidia/cu13/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
-  TEXTNLP_REQUIRE_NVRTC=1 cargo test --release -p textnlp-kernels --features cuda --test nvrtc
+  TEXTNLP_REQUIRE_NVRTC=1 TEXTNLP_PTXAS="$TEXTNLP_HOME/nvrtc/nvidia/cu13/bin/ptxas" \
+  cargo test --release -p textnlp-kernels --features cuda --test nvrtc
 
 step "lints (cargo clippy --release --workspace --all-targets -- -D warnings)"
 cargo clippy --release --workspace --all-targets -- -D warnings

@@ -122,6 +122,17 @@ struct block_q4_1 {  // value = d·q + m
     u16 m;
     u8 qs[16];
 };
+struct block_q5_0 {  // value = d·(q5 − 16); q5 = nibble of qs (as Q4_0) | bit j of qh << 4
+    u16 d;
+    u8 qh[4];
+    u8 qs[16];
+};
+struct block_q5_1 {  // value = d·q5 + m (q5 as Q5_0)
+    u16 d;
+    u16 m;
+    u8 qh[4];
+    u8 qs[16];
+};
 struct block_q8_0 {  // value = d·q
     u16 d;
     i8 qs[32];
@@ -130,6 +141,13 @@ struct block_q4_k {  // 8 sub-blocks of 32: value = d·sc·q − dmin·mn (6-bit
     u16 d;
     u16 dmin;
     u8 scales[12];
+    u8 qs[128];
+};
+struct block_q5_k {  // Q4_K with a fifth bit: sub-block g takes bit g of qh[l]
+    u16 d;
+    u16 dmin;
+    u8 scales[12];
+    u8 qh[32];
     u8 qs[128];
 };
 struct block_q6_k {  // 16 sub-blocks of 16: value = d·scales[e/16]·(q6 − 32)
@@ -141,7 +159,10 @@ struct block_q6_k {  // 16 sub-blocks of 16: value = d·scales[e/16]·(q6 − 32
 
 static_assert(sizeof(block_q4_0) == 18, "block_q4_0");
 static_assert(sizeof(block_q4_1) == 20, "block_q4_1");
+static_assert(sizeof(block_q5_0) == 22, "block_q5_0");
+static_assert(sizeof(block_q5_1) == 24, "block_q5_1");
 static_assert(sizeof(block_q8_0) == 34, "block_q8_0");
+static_assert(sizeof(block_q5_k) == 176, "block_q5_k");
 static_assert(sizeof(block_q4_k) == 144, "block_q4_k");
 static_assert(sizeof(block_q6_k) == 210, "block_q6_k");
 

@@ -15,7 +15,7 @@
 // Layout: W is rows × cols, each row cols/block_elems blocks; x is [n][cols/32] block_q8_act;
 // y is [n][rows] f32. With accumulate != 0 the kernels add into y (the residual connection the
 // CPU does with add_assign), otherwise they overwrite it. cols is a multiple of the weight
-// type's block size. The weight buffer must be 4-byte aligned (Q4_1 and Q4_K read words).
+// type's block size. The weight buffer must be 4-byte aligned (Q4_1, Q4_K and Q5_K read words).
 //
 // Launch (all products): block = 128 threads (4 warps, one output row each),
 // grid = (ceil(rows / 4), ceil(n / MATMUL_COLS)) for matmul_*, (ceil(rows / 4), n) for matvec_*.
@@ -70,6 +70,43 @@ struct Q4_1 {
     }
 };
 
+// Fifth bits of four consecutive elements (bits 0..3 of `bits`) moved to bit 4 of their bytes.
+__device__ __forceinline__ int fifth_bits(u32 bits) {
+    return (int)(((bits & 1) << 4) | ((bits & 2) << 11) | ((bits & 4) << 18) | ((bits & 8) << 25));
+}
+
+// Q5_0 / Q5_1: Q4_0's nibbles with a fifth bit per element from qh (bit j for element j).
+__device__ __forceinline__ void decode_q5_levels(const u8* qh_bytes, const u8* qs, Group& out) {
+    const u32 qh = (u32)load_u32_a2(qh_bytes);
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+        const int word = load_u32_a2(qs + 4 * k);
+        out.w[k] = (word & 0x0F0F0F0F) | fifth_bits(qh >> (4 * k));
+        out.w[4 + k] = ((word >> 4) & 0x0F0F0F0F) | fifth_bits(qh >> (16 + 4 * k));
+    }
+}
+
+struct Q5_0 {
+    static constexpr int BLOCK_ELEMS = 32, BLOCK_BYTES = 22;
+    __device__ static void decode(const u8* row, int g, Group& out) {
+        const block_q5_0* b = (const block_q5_0*)(row + (i64)g * BLOCK_BYTES);
+        decode_q5_levels(b->qh, b->qs, out);
+        const float d = f16_to_f32(b->d);
+        out.a_lo = out.a_hi = d;
+        out.c_lo = out.c_hi = -16.0f * d;
+    }
+};
+
+struct Q5_1 {
+    static constexpr int BLOCK_ELEMS = 32, BLOCK_BYTES = 24;
+    __device__ static void decode(const u8* row, int g, Group& out) {
+        const block_q5_1* b = (const block_q5_1*)(row + (i64)g * BLOCK_BYTES);
+        decode_q5_levels(b->qh, b->qs, out);
+        out.a_lo = out.a_hi = f16_to_f32(b->d);
+        out.c_lo = out.c_hi = f16_to_f32(b->m);
+    }
+};
+
 struct Q8_0 {
     static constexpr int BLOCK_ELEMS = 32, BLOCK_BYTES = 34;
     __device__ static void decode(const u8* row, int g, Group& out) {
@@ -81,8 +118,23 @@ struct Q8_0 {
     }
 };
 
-// Group g of 8 per block: sub-block g has 6-bit scale and min (get_scale_min_k4); its levels are
-// the low (g even) or high (g odd) nibbles of qs[32·(g/2) ..][..32].
+// Q4_K and Q5_K, sub-block `sub`: 6-bit scale and min (get_scale_min_k4) of the block's
+// `scales`, as the pair (a, c) = (d·sc, −dmin·mn) of both halves.
+__device__ __forceinline__ void k4_scale_min(const u8* s, int sub, u16 d, u16 dmin, Group& out) {
+    int sc, mn;
+    if (sub < 4) {
+        sc = s[sub] & 63;
+        mn = s[sub + 4] & 63;
+    } else {
+        sc = (s[sub + 4] & 0xF) | ((s[sub - 4] >> 6) << 4);
+        mn = (s[sub + 4] >> 4) | ((s[sub] >> 6) << 4);
+    }
+    out.a_lo = out.a_hi = __fmul_rn(f16_to_f32(d), (float)sc);
+    out.c_lo = out.c_hi = __fmul_rn(-f16_to_f32(dmin), (float)mn);
+}
+
+// Group g of 8 per block: sub-block g's levels are the low (g even) or high (g odd) nibbles of
+// qs[32·(g/2) ..][..32].
 struct Q4_K {
     static constexpr int BLOCK_ELEMS = 256, BLOCK_BYTES = 144;
     __device__ static void decode(const u8* row, int g, Group& out) {
@@ -92,17 +144,23 @@ struct Q4_K {
         const int shift = 4 * (sub & 1);
 #pragma unroll
         for (int k = 0; k < 8; ++k) out.w[k] = (qs[k] >> shift) & 0x0F0F0F0F;
-        const u8* s = b->scales;
-        int sc, mn;
-        if (sub < 4) {
-            sc = s[sub] & 63;
-            mn = s[sub + 4] & 63;
-        } else {
-            sc = (s[sub + 4] & 0xF) | ((s[sub - 4] >> 6) << 4);
-            mn = (s[sub + 4] >> 4) | ((s[sub] >> 6) << 4);
-        }
-        out.a_lo = out.a_hi = __fmul_rn(f16_to_f32(b->d), (float)sc);
-        out.c_lo = out.c_hi = __fmul_rn(-f16_to_f32(b->dmin), (float)mn);
+        k4_scale_min(b->scales, sub, b->d, b->dmin, out);
+    }
+};
+
+// Q4_K's levels with a fifth bit: bit g of qh[l] for element l of sub-block g.
+struct Q5_K {
+    static constexpr int BLOCK_ELEMS = 256, BLOCK_BYTES = 176;
+    __device__ static void decode(const u8* row, int g, Group& out) {
+        const block_q5_k* b = (const block_q5_k*)(row + (i64)(g >> 3) * BLOCK_BYTES);
+        const int sub = g & 7;
+        const int* qs = (const int*)(b->qs + 32 * (sub >> 1));
+        const int* qh = (const int*)b->qh;
+        const int shift = 4 * (sub & 1);
+#pragma unroll
+        for (int k = 0; k < 8; ++k)
+            out.w[k] = ((qs[k] >> shift) & 0x0F0F0F0F) | (((qh[k] >> sub) & 0x01010101) << 4);
+        k4_scale_min(b->scales, sub, b->d, b->dmin, out);
     }
 };
 
@@ -186,8 +244,11 @@ __device__ __forceinline__ void qmatmul(const u8* w, const block_q8_act* x, floa
 
 QMATMUL_ENTRIES(q4_0, Q4_0)
 QMATMUL_ENTRIES(q4_1, Q4_1)
+QMATMUL_ENTRIES(q5_0, Q5_0)
+QMATMUL_ENTRIES(q5_1, Q5_1)
 QMATMUL_ENTRIES(q8_0, Q8_0)
 QMATMUL_ENTRIES(q4_k, Q4_K)
+QMATMUL_ENTRIES(q5_k, Q5_K)
 QMATMUL_ENTRIES(q6_k, Q6_K)
 
 // Quantizes f32 activations (n rows of cols, cols a multiple of 32) into [n][cols/32]

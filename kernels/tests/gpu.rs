@@ -11,8 +11,8 @@ use textnlp_kernels::cpu::norm::{rms_norm, swiglu};
 use textnlp_kernels::cpu::rope::{Rope, RopeStyle};
 use textnlp_kernels::cpu::sampling::{Sampler, SamplingParams, argmax, uniform};
 use textnlp_kernels::cuda::{
-    DecodeArgs, Device, DeviceError, KvLayout, LogitRows, PrefillArgs, Q8Block, RopeShape,
-    SampleRow, probe,
+    DecodeArgs, Device, DeviceError, KvLayout, LogitRows, PRODUCT_TYPES, PrefillArgs, Q8Block,
+    RopeShape, SampleRow, probe,
 };
 use textnlp_kernels::quant::reference::{dequantize_row, quantize_row};
 
@@ -179,13 +179,7 @@ fn quantized_products_match_cpu() {
     let Some(dev) = device() else { return };
     let mut rng = Rng(3);
     let (rows, cols) = (37, 512); // rows not a multiple of the 4 rows per block
-    for ty in [
-        TensorType::Q4_0,
-        TensorType::Q4_1,
-        TensorType::Q8_0,
-        TensorType::Q4_K,
-        TensorType::Q6_K,
-    ] {
+    for ty in PRODUCT_TYPES {
         let row_bytes = ty.row_bytes(cols as u64).unwrap() as usize;
         let mut bytes = vec![0u8; rows * row_bytes];
         for (r, dst) in bytes.chunks_exact_mut(row_bytes).enumerate() {

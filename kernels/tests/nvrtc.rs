@@ -55,9 +55,39 @@ fn every_kernel_compiles_for_every_target() {
             let entries: BTreeSet<&str> = ptx.entries().collect();
             let expected: BTreeSet<&str> = kernel.entry_points().iter().copied().collect();
             assert_eq!(entries, expected, "{kernel} for {arch}");
+            if let Err(e) = assemble(ptx.text(), arch) {
+                failures.push(format!("{kernel} for {arch}: {e}"));
+            }
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// Assembles `ptx` into machine code for `arch` with the ptxas that `TEXTNLP_PTXAS` names (CI
+/// sets it; skipped when unset), printing each kernel's registers, spills and shared memory.
+/// NVRTC accepts PTX that can still exceed what the GPU allows (static shared memory over
+/// 48 KiB, registers over `__launch_bounds__`); only ptxas checks that.
+fn assemble(ptx: &str, arch: &str) -> Result<(), String> {
+    let Some(ptxas) = std::env::var_os("TEXTNLP_PTXAS") else {
+        return Ok(());
+    };
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let (src, out) = (dir.path().join("k.ptx"), dir.path().join("k.cubin"));
+    std::fs::write(&src, ptx).map_err(|e| e.to_string())?;
+    let sm = format!("sm_{}", &arch["compute_".len()..]);
+    let run = std::process::Command::new(&ptxas)
+        .args(["--gpu-name", &sm, "--verbose", "--warn-on-spills", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .output()
+        .map_err(|e| format!("running {}: {e}", ptxas.to_string_lossy()))?;
+    let log = String::from_utf8_lossy(&run.stderr);
+    println!("{log}");
+    if run.status.success() {
+        Ok(())
+    } else {
+        Err(format!("ptxas failed:\n{log}"))
+    }
 }
 
 #[test]

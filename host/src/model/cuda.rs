@@ -20,12 +20,11 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use half::f16;
-use textnlp_kernels::TensorType;
 use textnlp_kernels::cpu::attention::AttentionShape;
 use textnlp_kernels::cuda::{
     ATTN_HEAD_DIMS, ATTN_MAX_GROUP, CudaSlice, DecodeArgs, DecodeSplits, Device, DeviceError,
-    DeviceRepr, DeviceWeights, Graph, KvLayout, LogitRows, PrefillArgs, Q8Block, RopeShape,
-    SampleRow,
+    DeviceRepr, DeviceWeights, Graph, KvLayout, LogitRows, PRODUCT_TYPES, PrefillArgs, Q8Block,
+    RopeShape, SampleRow,
 };
 
 use super::ModelError;
@@ -45,14 +44,6 @@ const KV_MEMORY_SHARE: f64 = 0.6;
 const MAX_KV_TOKENS: usize = 1 << 20;
 /// Largest decode batch replayed from a graph (larger ones launch directly).
 const MAX_GRAPH_BATCH: usize = 512;
-/// The weight types the device products have kernels for.
-const DEVICE_TYPES: [TensorType; 5] = [
-    TensorType::Q4_0,
-    TensorType::Q4_1,
-    TensorType::Q8_0,
-    TensorType::Q4_K,
-    TensorType::Q6_K,
-];
 
 /// Free pages of the device KV cache.
 pub(crate) struct PagePool {
@@ -257,8 +248,13 @@ impl CudaModel {
         let device = Device::new(0, ptx_cache)?;
         let bytes = model.file().bytes();
         let upload = |name: String, w: &Weight| -> Result<DeviceWeights, ModelError> {
-            if !DEVICE_TYPES.contains(&w.ty) {
-                return Err(ModelError::NoDeviceKernel { name, ty: w.ty });
+            if !PRODUCT_TYPES.contains(&w.ty) {
+                let supported = PRODUCT_TYPES.map(|t| t.to_string()).join(", ");
+                return Err(ModelError::NoDeviceKernel {
+                    name,
+                    ty: w.ty,
+                    supported,
+                });
             }
             Ok(device.upload_weights(w.ty, w.rows, w.cols, &bytes[w.bytes.clone()])?)
         };

@@ -56,12 +56,12 @@ pub enum ModelError {
     #[error("the GPU's KV cache is full ({capacity} positions for all sequences together)")]
     KvCacheFull { capacity: usize },
     #[error(
-        "tensor `{name}` is {ty}, which the CUDA backend has no kernel for \
-         (it has Q4_0, Q4_1, Q8_0, Q4_K and Q6_K)"
+        "tensor `{name}` is {ty}, which the CUDA backend has no kernel for (it has {supported})"
     )]
     NoDeviceKernel {
         name: String,
         ty: textnlp_kernels::TensorType,
+        supported: String,
     },
     #[error("the CUDA backend's kernels do not support this model's {0}")]
     NoDeviceShape(String),

@@ -67,6 +67,33 @@ fn invalid(kernel: &'static str, message: impl Into<String>) -> DeviceError {
     }
 }
 
+/// The weight types the quantized products have kernels for.
+pub const PRODUCT_TYPES: [TensorType; 8] = [
+    TensorType::Q4_0,
+    TensorType::Q4_1,
+    TensorType::Q5_0,
+    TensorType::Q5_1,
+    TensorType::Q8_0,
+    TensorType::Q4_K,
+    TensorType::Q5_K,
+    TensorType::Q6_K,
+];
+
+/// The (matvec, matmul) kernels for weights of type `ty`.
+fn product_kernels(caller: &'static str, ty: TensorType) -> Result<(&'static str, &'static str)> {
+    Ok(match ty {
+        TensorType::Q4_0 => ("matvec_q4_0", "matmul_q4_0"),
+        TensorType::Q4_1 => ("matvec_q4_1", "matmul_q4_1"),
+        TensorType::Q5_0 => ("matvec_q5_0", "matmul_q5_0"),
+        TensorType::Q5_1 => ("matvec_q5_1", "matmul_q5_1"),
+        TensorType::Q8_0 => ("matvec_q8_0", "matmul_q8_0"),
+        TensorType::Q4_K => ("matvec_q4_k", "matmul_q4_k"),
+        TensorType::Q5_K => ("matvec_q5_k", "matmul_q5_k"),
+        TensorType::Q6_K => ("matvec_q6_k", "matmul_q6_k"),
+        other => return Err(invalid(caller, format!("no kernel for {other} weights"))),
+    })
+}
+
 /// A GGUF weight matrix in device memory: the file's bytes of one tensor, `rows` rows of `cols`
 /// elements, in one allocation of its own (so 4-byte aligned, as the products require).
 pub struct DeviceWeights {
@@ -691,14 +718,7 @@ impl Device {
         n: usize,
         accumulate: bool,
     ) -> Result<()> {
-        let name = match w.ty {
-            TensorType::Q4_0 => "matvec_q4_0",
-            TensorType::Q4_1 => "matvec_q4_1",
-            TensorType::Q8_0 => "matvec_q8_0",
-            TensorType::Q4_K => "matvec_q4_k",
-            TensorType::Q6_K => "matvec_q6_k",
-            other => return Err(invalid("matvec", format!("no kernel for {other} weights"))),
-        };
+        let (name, _) = product_kernels("matvec", w.ty)?;
         self.product(name, 1, w, x, y, n, accumulate)
     }
 
@@ -712,14 +732,7 @@ impl Device {
         n: usize,
         accumulate: bool,
     ) -> Result<()> {
-        let name = match w.ty {
-            TensorType::Q4_0 => "matmul_q4_0",
-            TensorType::Q4_1 => "matmul_q4_1",
-            TensorType::Q8_0 => "matmul_q8_0",
-            TensorType::Q4_K => "matmul_q4_k",
-            TensorType::Q6_K => "matmul_q6_k",
-            other => return Err(invalid("matmul", format!("no kernel for {other} weights"))),
-        };
+        let (_, name) = product_kernels("matmul", w.ty)?;
         self.product(name, MATMUL_COLS, w, x, y, n, accumulate)
     }
 

@@ -28,7 +28,7 @@ pub use cudarc::driver::{CudaSlice, DeviceRepr};
 pub use compile::{CompileError, Compiler, Ptx, nvrtc_version};
 pub use device::{
     DecodeArgs, DecodeSplits, Device, DeviceError, DeviceWeights, Graph, KvLayout, LogitRows,
-    PrefillArgs, RopeShape,
+    PRODUCT_TYPES, PrefillArgs, RopeShape,
 };
 
 /// Why the CUDA backend cannot run on this machine.
@@ -136,10 +136,16 @@ impl Kernel {
                 "matmul_q4_0",
                 "matvec_q4_1",
                 "matmul_q4_1",
+                "matvec_q5_0",
+                "matmul_q5_0",
+                "matvec_q5_1",
+                "matmul_q5_1",
                 "matvec_q8_0",
                 "matmul_q8_0",
                 "matvec_q4_k",
                 "matmul_q4_k",
+                "matvec_q5_k",
+                "matmul_q5_k",
                 "matvec_q6_k",
                 "matmul_q6_k",
                 "quantize_q8",
