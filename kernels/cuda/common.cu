@@ -111,7 +111,7 @@ __device__ __forceinline__ float gumbel_noise(u64 seed, u64 step, u32 id) {
 // ---------------------------------------------------------------------------------------------
 // GGUF weight blocks (ggml-common.h layouts; f16 fields as u16 bits). Every field is at most
 // 2-byte aligned, so the structs have no padding and match the file bytes; a tensor's blocks are
-// only as aligned as their size allows (Q4_0, Q8_0 and Q6_K blocks: 2 bytes).
+// only as aligned as their size allows (Q4_0, Q5_0, Q8_0 and Q6_K blocks: 2 bytes).
 
 struct block_q4_0 {  // value = d·(q − 8); element j: qs[j] & 15, element j+16: qs[j] >> 4
     u16 d;

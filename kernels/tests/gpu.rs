@@ -457,6 +457,7 @@ fn decode_attention_matches_cpu() {
             dev.upload(&p.table).unwrap(),
             dev.upload(&lens.map(|l| l as i32)).unwrap(),
         );
+        let longest = dev.upload(&[160i32; 3]).unwrap();
         for (n_splits, split_len) in [(1, 160), (4, 40), (7, 32)] {
             let mut splits = dev
                 .decode_splits(3 * n_head, head_dim, n_splits, split_len)
@@ -469,18 +470,22 @@ fn decode_attention_matches_cpu() {
                 out_stride: width,
                 scale,
             };
-            dev.attn_decode(
-                &args,
-                &layout,
-                &dq,
-                &dk,
-                &dv,
-                &table,
-                &seq_lens,
-                &mut splits,
-                &mut out,
-            )
-            .unwrap();
+            // First over the longest context, so that every split holds a partial: the real
+            // run must merge only the splits covering each sequence, never these stale ones.
+            for lengths in [&longest, &seq_lens] {
+                dev.attn_decode(
+                    &args,
+                    &layout,
+                    &dq,
+                    &dk,
+                    &dv,
+                    &table,
+                    lengths,
+                    &mut splits,
+                    &mut out,
+                )
+                .unwrap();
+            }
             let got = dev.download(&out).unwrap();
             for (s, &len) in lens.iter().enumerate() {
                 let cpu = cpu_attention(&p, s, shape, &q[s * q_stride..][..width], len - 1, scale);

@@ -749,6 +749,14 @@ impl Worker {
             Ok(Err(err)) => return self.fail_step(&takes, &err.to_string()),
             Err(_) => return self.fail_step(&takes, "the forward step panicked"),
         }
+        if draws.is_some() && scratch.tokens().len() != rows.len() {
+            let why = format!(
+                "the device sampled {} tokens for {} sequences",
+                scratch.tokens().len(),
+                rows.len()
+            );
+            return self.fail_step(&takes, &why);
+        }
         let n_vocab = model.config().n_vocab;
         let mut logits = scratch.logits().chunks_exact(n_vocab);
         // Tokens the device sampled, one per sequence in batch order.
@@ -766,7 +774,7 @@ impl Worker {
             let first = seq.fed;
             seq.fed += take;
             if let Some(tokens) = &mut sampled {
-                let id = *tokens.next().expect("one sampled token per sequence");
+                let id = *tokens.next().expect("checked: one token per sequence");
                 seq.sampler.take_step();
                 if let Some(end) = emit(seq, id, None, stats) {
                     finished.push((i, end));

@@ -16,6 +16,7 @@
 //!   kernels directly.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -42,6 +43,10 @@ const MIN_SPLIT_LEN: usize = 64;
 const KV_MEMORY_SHARE: f64 = 0.6;
 /// KV positions at most, all sequences together (24 GiB for SmolLM2-135M).
 const MAX_KV_TOKENS: usize = 1 << 20;
+/// Tokens in one launch sequence at most: bounds the activation buffers and keeps every grid
+/// within CUDA's limits (65,535 blocks in y, one row of tokens each in some kernels). Larger
+/// steps run in parts ([`device_parts`]).
+pub(super) const DEVICE_STEP_TOKENS: usize = 16_384;
 /// Largest decode batch replayed from a graph (larger ones launch directly).
 const MAX_GRAPH_BATCH: usize = 512;
 
@@ -745,6 +750,33 @@ impl StepInputs {
     }
 }
 
+/// A step of sequences feeding `lens` tokens, split into parts of at most `cap` tokens, in
+/// order: each part lists (sequence, its token range in this part); whole sequences where they
+/// fit, a long one in chunks across parts.
+pub(super) fn device_parts(lens: &[usize], cap: usize) -> Vec<Vec<(usize, Range<usize>)>> {
+    let mut parts = vec![Vec::new()];
+    let mut room = cap;
+    for (i, &len) in lens.iter().enumerate() {
+        let mut start = 0;
+        loop {
+            if room == 0 && start < len {
+                parts.push(Vec::new());
+                room = cap;
+            }
+            let take = (len - start).min(room);
+            parts
+                .last_mut()
+                .expect("never empty")
+                .push((i, start..start + take));
+            (room, start) = (room - take, start + take);
+            if start == len {
+                break;
+            }
+        }
+    }
+    parts
+}
+
 /// One block-table row: the sequence's pages, then the padding page.
 fn push_block_row(pages: &[i32], max_pages: usize, table: &mut Vec<i32>) {
     table.extend_from_slice(pages);
@@ -899,6 +931,35 @@ mod tests {
         assert_eq!(inputs.block_table, [1, 0, 2, 0, 3, 4]);
         inputs.push_draws(&[], 5);
         assert!(inputs.draws.is_empty());
+    }
+
+    #[test]
+    fn long_steps_are_split_in_order_without_losing_a_token() {
+        assert_eq!(
+            device_parts(&[3, 0, 2], 8),
+            [vec![(0, 0..3), (1, 0..0), (2, 0..2)]]
+        );
+        let parts = device_parts(&[5, 12, 1, 0], 6);
+        assert_eq!(
+            parts,
+            [
+                vec![(0, 0..5), (1, 0..1)],
+                vec![(1, 1..7)],
+                vec![(1, 7..12), (2, 0..1), (3, 0..0)],
+            ]
+        );
+        // Every part within the cap, every token once, in order.
+        let lens = [7usize, 30, 1, 16, 2];
+        let parts = device_parts(&lens, 16);
+        for part in &parts {
+            assert!(part.iter().map(|(_, r)| r.len()).sum::<usize>() <= 16);
+        }
+        for (i, &len) in lens.iter().enumerate() {
+            let ranges: Vec<_> = parts.iter().flatten().filter(|(j, _)| *j == i).collect();
+            assert_eq!(ranges.first().unwrap().1.start, 0);
+            assert_eq!(ranges.last().unwrap().1.end, len);
+            assert!(ranges.windows(2).all(|w| w[0].1.end == w[1].1.start));
+        }
     }
 
     #[test]

@@ -18,9 +18,11 @@ use textnlp_kernels::cpu::sampling::{Sampler, SamplingParams};
 use super::ModelError;
 use super::config::LlamaConfig;
 #[cfg(feature = "cuda")]
-use super::cuda::Output;
+use super::cuda::{CudaModel, DEVICE_STEP_TOKENS, Output, device_parts};
 use super::gguf::GgufFile;
 use super::kv_cache::KvCache;
+#[cfg(feature = "cuda")]
+use textnlp_kernels::cuda::SampleRow;
 
 /// A weight matrix inside the mapped model file.
 #[derive(Clone, Debug)]
@@ -130,7 +132,8 @@ pub struct Scratch {
 }
 
 impl Scratch {
-    /// The logits the last successful [`Llama::forward`] returned.
+    /// The logits the last successful [`Llama::forward`] returned (a GPU's
+    /// [`Llama::forward_sampled`] leaves them as they were: its logits stay on the device).
     pub fn logits(&self) -> &[f32] {
         &self.logits
     }
@@ -291,13 +294,12 @@ impl Llama {
         batch: &mut [SequenceStep<'_>],
         s: &'s mut Scratch,
     ) -> Result<&'s [f32], ModelError> {
-        self.prepare(batch, s)?;
         #[cfg(feature = "cuda")]
         if let Some(gpu) = &self.gpu {
-            gpu.forward(batch, &s.x, &s.logit_rows, Output::Logits(&mut s.logits))?;
-            commit(batch);
+            self.forward_on_gpu(gpu, batch, None, s)?;
             return Ok(&s.logits);
         }
+        self.prepare(batch, s)?;
         self.forward_on_cpu(batch, s);
         Ok(&s.logits)
     }
@@ -317,21 +319,16 @@ impl Llama {
         {
             return Err(ModelError::InvalidDraws);
         }
-        self.prepare(batch, s)?;
         #[cfg(feature = "cuda")]
         if let Some(gpu) = &self.gpu {
             let rows: Vec<_> = draws
                 .iter()
                 .map(|d| textnlp_kernels::cuda::SampleRow::new(&d.params, d.step))
                 .collect();
-            let out = Output::Tokens {
-                draws: &rows,
-                tokens: &mut s.tokens,
-            };
-            gpu.forward(batch, &s.x, &s.logit_rows, out)?;
-            commit(batch);
+            self.forward_on_gpu(gpu, batch, Some(&rows), s)?;
             return Ok(&s.tokens);
         }
+        self.prepare(batch, s)?;
         self.forward_on_cpu(batch, s);
         let n_vocab = self.config.n_vocab;
         s.tokens.clear();
@@ -340,6 +337,80 @@ impl Llama {
                 .push(Sampler::at_step(d.params, d.step).sample(row, &[]));
         }
         Ok(&s.tokens)
+    }
+
+    /// The step on the GPU: logits into `s.logits`, or with `draws` (one per sequence, each
+    /// wanting its last logits) a sampled token per sequence into `s.tokens`. A step with more
+    /// tokens than one launch sequence takes runs in parts, in batch order (chunks of a long
+    /// sequence one after the other), once the whole batch has been checked.
+    #[cfg(feature = "cuda")]
+    fn forward_on_gpu(
+        &self,
+        gpu: &CudaModel,
+        batch: &mut [SequenceStep<'_>],
+        draws: Option<&[SampleRow]>,
+        s: &mut Scratch,
+    ) -> Result<(), ModelError> {
+        let lens: Vec<usize> = batch.iter().map(|seq| seq.tokens.len()).collect();
+        let parts = device_parts(&lens, DEVICE_STEP_TOKENS);
+        if let [_] = parts[..] {
+            return self.gpu_part(gpu, batch, draws.unwrap_or_default(), draws.is_some(), s);
+        }
+        self.check_batch(batch)?;
+        let (mut logits, mut tokens) = (Vec::new(), Vec::new());
+        for part in parts {
+            let mut entries = part.iter().peekable();
+            let mut sub = Vec::with_capacity(part.len());
+            let mut part_draws = Vec::new();
+            for (i, seq) in batch.iter_mut().enumerate() {
+                let Some((_, range)) = entries.next_if(|(j, _)| *j == i) else {
+                    continue;
+                };
+                let last = range.end == seq.tokens.len();
+                let logits = match seq.logits {
+                    LogitsFor::All => LogitsFor::All,
+                    LogitsFor::Last if last => LogitsFor::Last,
+                    _ => LogitsFor::None,
+                };
+                if let (Some(draws), LogitsFor::Last) = (draws, logits) {
+                    part_draws.push(draws[i]);
+                }
+                sub.push(SequenceStep {
+                    cache: &mut *seq.cache,
+                    tokens: &seq.tokens[range.clone()],
+                    logits,
+                });
+            }
+            self.gpu_part(gpu, &mut sub, &part_draws, draws.is_some(), s)?;
+            logits.extend_from_slice(&s.logits);
+            tokens.extend_from_slice(&s.tokens);
+        }
+        (s.logits, s.tokens) = (logits, tokens);
+        Ok(())
+    }
+
+    /// One launch sequence on the GPU (see [`Llama::forward_on_gpu`]).
+    #[cfg(feature = "cuda")]
+    fn gpu_part(
+        &self,
+        gpu: &CudaModel,
+        batch: &mut [SequenceStep<'_>],
+        draws: &[SampleRow],
+        sample: bool,
+        s: &mut Scratch,
+    ) -> Result<(), ModelError> {
+        self.prepare(batch, s)?;
+        let out = if sample {
+            Output::Tokens {
+                draws,
+                tokens: &mut s.tokens,
+            }
+        } else {
+            Output::Logits(&mut s.logits)
+        };
+        gpu.forward(batch, &s.x, &s.logit_rows, out)?;
+        commit(batch);
+        Ok(())
     }
 
     /// Checks the batch, lays out its token rows and looks up their embeddings.
