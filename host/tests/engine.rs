@@ -9,9 +9,9 @@ use textnlp_host::engine::{
     SubmitError, negative_log_likelihood,
 };
 use textnlp_host::model::gguf::GgufFile;
-use textnlp_host::model::{Llama, LogitsFor, Scratch, SequenceStep};
+use textnlp_host::model::{Draw, Llama, LogitsFor, ModelError, Scratch, SequenceStep};
 use textnlp_host::paths;
-use textnlp_kernels::cpu::sampling::SamplingParams;
+use textnlp_kernels::cpu::sampling::{Sampler, SamplingParams};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 fn model() -> Arc<Llama> {
@@ -383,4 +383,95 @@ fn a_scored_append_gives_the_log_probabilities_of_a_direct_pass() {
         "the last position's logits come back too"
     );
     collect(noise);
+}
+
+#[test]
+fn forward_sampled_draws_each_sampling_sequences_token_as_the_cpu_sampler_would() {
+    let model = model();
+    let n_vocab = model.config().n_vocab;
+    let (a, b, c) = (prompt(40, 1), prompt(12, 2), prompt(7, 3));
+    let seeded = Draw {
+        params: SamplingParams {
+            temperature: 0.8,
+            top_k: 40,
+            seed: 9,
+            ..SamplingParams::default()
+        },
+        step: 5,
+    };
+    let greedy = Draw {
+        params: SamplingParams {
+            temperature: 0.0,
+            ..SamplingParams::default()
+        },
+        step: 0,
+    };
+    // `a` feeds a chunk and wants nothing back; `b` and `c` sample.
+    let run = |sampled: bool| {
+        let mut caches: Vec<_> = (0..3).map(|_| model.new_cache()).collect();
+        let mut scratch = Scratch::default();
+        let [ca, cb, cc] = &mut caches[..] else {
+            unreachable!()
+        };
+        let mut batch = [
+            SequenceStep {
+                cache: ca,
+                tokens: &a,
+                logits: LogitsFor::None,
+            },
+            SequenceStep {
+                cache: cb,
+                tokens: &b,
+                logits: LogitsFor::Last,
+            },
+            SequenceStep {
+                cache: cc,
+                tokens: &c,
+                logits: LogitsFor::Last,
+            },
+        ];
+        if sampled {
+            let tokens = model
+                .forward_sampled(&mut batch, &[seeded, greedy], &mut scratch)
+                .unwrap();
+            (tokens.to_vec(), caches.iter().map(|c| c.len()).collect())
+        } else {
+            let logits = model.forward(&mut batch, &mut scratch).unwrap().to_vec();
+            let mut rows = logits.chunks_exact(n_vocab);
+            let mut draw = |d: Draw| {
+                Sampler::at_step(d.params, d.step).sample(&mut rows.next().unwrap().to_vec(), &[])
+            };
+            let tokens = vec![draw(seeded), draw(greedy)];
+            (tokens, caches.iter().map(|c| c.len()).collect::<Vec<_>>())
+        }
+    };
+    let (want, lens) = run(false);
+    assert_eq!(run(true), (want, lens.clone()));
+    assert_eq!(lens, [40, 12, 7]);
+
+    // Draws must match the sampling sequences one to one, and carry no penalties.
+    let mut cache = model.new_cache();
+    let mut step = [SequenceStep {
+        cache: &mut cache,
+        tokens: &b,
+        logits: LogitsFor::Last,
+    }];
+    let penalised = Draw {
+        params: SamplingParams {
+            repetition_penalty: 1.3,
+            ..greedy.params
+        },
+        ..greedy
+    };
+    for draws in [&[][..], &[greedy, greedy], &[penalised]] {
+        let err = model
+            .forward_sampled(&mut step, draws, &mut Scratch::default())
+            .unwrap_err();
+        assert!(matches!(err, ModelError::InvalidDraws), "{err:?}");
+    }
+    assert_eq!(
+        step[0].cache.len(),
+        0,
+        "a refused step leaves the cache untouched"
+    );
 }

@@ -256,14 +256,14 @@ impl Sequence {
     }
 
     /// The draw for its next token, when the device may sample it: a plain sampled request
-    /// (no logit bias, log-probabilities or penalties) whose step ends its pending tokens.
-    fn device_draw(&self, take: usize) -> Option<Draw> {
+    /// (no logit bias, log-probabilities or penalties).
+    fn device_draw(&self) -> Option<Draw> {
         let r = &self.request;
         let plain = matches!(self.sink, Sink::Events(_))
             && r.logit_bias.is_empty()
             && r.top_logprobs.is_none()
             && !self.sampler.params().has_penalties();
-        (plain && take == self.pending()).then(|| Draw {
+        plain.then(|| Draw {
             params: *self.sampler.params(),
             step: self.sampler.next_step(),
         })
@@ -694,7 +694,8 @@ impl Worker {
         let mut batch = Vec::with_capacity(self.running.len());
         // (sequence, logits rows it gets), in batch order.
         let mut rows = Vec::with_capacity(self.running.len());
-        // A draw per sequence while every one of them may be sampled on the device.
+        // A draw per sequence that samples this step, while all of them may sample on the
+        // device (sequences feeding a prompt chunk want nothing back either way).
         let mut draws = self
             .model
             .samples_on_device()
@@ -703,12 +704,6 @@ impl Worker {
             if take == 0 {
                 continue;
             }
-            if let Some(list) = &mut draws {
-                match seq.device_draw(take) {
-                    Some(draw) => list.push(draw),
-                    None => draws = None,
-                }
-            }
             let logits = if seq.scores_next(take) {
                 LogitsFor::All
             } else if seq.fed + take == seq.tokens.len() {
@@ -716,6 +711,13 @@ impl Worker {
             } else {
                 LogitsFor::None
             };
+            if let Some(list) = &mut draws {
+                match (logits, seq.device_draw()) {
+                    (LogitsFor::None, _) => {}
+                    (LogitsFor::Last, Some(draw)) => list.push(draw),
+                    _ => draws = None,
+                }
+            }
             rows.push((
                 i,
                 match logits {
@@ -749,11 +751,13 @@ impl Worker {
             Ok(Err(err)) => return self.fail_step(&takes, &err.to_string()),
             Err(_) => return self.fail_step(&takes, "the forward step panicked"),
         }
-        if draws.is_some() && scratch.tokens().len() != rows.len() {
+        if let Some(draws) = &draws
+            && scratch.tokens().len() != draws.len()
+        {
             let why = format!(
                 "the device sampled {} tokens for {} sequences",
                 scratch.tokens().len(),
-                rows.len()
+                draws.len()
             );
             return self.fail_step(&takes, &why);
         }
@@ -774,7 +778,12 @@ impl Worker {
             let first = seq.fed;
             seq.fed += take;
             if let Some(tokens) = &mut sampled {
-                let id = *tokens.next().expect("checked: one token per sequence");
+                if n_rows == 0 {
+                    continue; // fed a prompt chunk; samples in a later step
+                }
+                let id = *tokens
+                    .next()
+                    .expect("checked: one token per sampling sequence");
                 seq.sampler.take_step();
                 if let Some(end) = emit(seq, id, None, stats) {
                     finished.push((i, end));

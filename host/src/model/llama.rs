@@ -304,17 +304,19 @@ impl Llama {
         Ok(&s.logits)
     }
 
-    /// Runs one batched step in which every sequence wants its last token's logits, and samples
-    /// a token for each with `draws[i]`. On a GPU the sampling kernel runs there, so only the
-    /// tokens come back (not `n_vocab` logits per sequence).
+    /// Runs one batched step and samples a token for each sequence that wants its last token's
+    /// logits, with the next of `draws` (one per such sequence, in batch order; the others want
+    /// none). On a GPU the sampling kernel runs there, so only the tokens come back (not
+    /// `n_vocab` logits per sequence).
     pub fn forward_sampled<'s>(
         &self,
         batch: &mut [SequenceStep<'_>],
         draws: &[Draw],
         s: &'s mut Scratch,
     ) -> Result<&'s [u32], ModelError> {
-        if draws.len() != batch.len()
-            || batch.iter().any(|seq| seq.logits != LogitsFor::Last)
+        let sampling = batch.iter().filter(|q| q.logits == LogitsFor::Last).count();
+        if draws.len() != sampling
+            || batch.iter().any(|seq| seq.logits == LogitsFor::All)
             || draws.iter().any(|d| d.params.has_penalties())
         {
             return Err(ModelError::InvalidDraws);
@@ -358,6 +360,7 @@ impl Llama {
         }
         self.check_batch(batch)?;
         let (mut logits, mut tokens) = (Vec::new(), Vec::new());
+        let mut next_draw = draws.unwrap_or_default().iter();
         for part in parts {
             let mut entries = part.iter().peekable();
             let mut sub = Vec::with_capacity(part.len());
@@ -372,8 +375,8 @@ impl Llama {
                     LogitsFor::Last if last => LogitsFor::Last,
                     _ => LogitsFor::None,
                 };
-                if let (Some(draws), LogitsFor::Last) = (draws, logits) {
-                    part_draws.push(draws[i]);
+                if draws.is_some() && logits == LogitsFor::Last {
+                    part_draws.extend(next_draw.next());
                 }
                 sub.push(SequenceStep {
                     cache: &mut *seq.cache,

@@ -47,7 +47,7 @@ pub enum ModelError {
     #[error("a sequence asked for logits without giving any token")]
     EmptyStep,
     #[error(
-        "a sampled step needs one draw per sequence, each sequence wanting its last logits, \
+        "a sampled step needs one draw per sequence wanting its last logits, none wanting all, \
          and no penalties"
     )]
     InvalidDraws,
