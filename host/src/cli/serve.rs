@@ -55,15 +55,16 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
-    /// Sequences in one batched step at most.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
-    max_running: u32,
+    /// Sequences in one batched step at most [default: 64 on the CPU, 256 on a GPU]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    max_running: Option<u32>,
     /// Tokens in one forward step at most (prefill chunks share what decodes leave).
     #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
     step_tokens: u32,
-    /// KV-cache pool size in tokens (prompt + max_tokens is reserved per sequence).
-    #[arg(long, default_value_t = 131_072, value_parser = clap::value_parser!(u32).range(1..))]
-    kv_tokens: u32,
+    /// KV-cache pool size in tokens (prompt + max_tokens is reserved per sequence) [default:
+    /// 131072 on the CPU; on a GPU, what its KV pages hold]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    kv_tokens: Option<u32>,
     /// Requests waiting for admission at most; more get 429 with Retry-After.
     #[arg(long, default_value_t = 256)]
     max_waiting: u32,
@@ -150,12 +151,15 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .file_stem()
         .map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned());
     let n_vocab = model.config().n_vocab;
+    let defaults = engine_defaults(backend);
     let engine = Engine::start(
         Arc::clone(&model),
         EngineConfig {
-            max_running: args.max_running as usize,
+            max_running: args
+                .max_running
+                .map_or(defaults.max_running, |n| n as usize),
             step_tokens: args.step_tokens as usize,
-            kv_tokens: args.kv_tokens as usize,
+            kv_tokens: args.kv_tokens.map_or(defaults.kv_tokens, |n| n as usize),
             max_waiting: args.max_waiting as usize,
             max_waiting_per_client: args.max_waiting_per_client as usize,
             max_model_len: args.max_model_len.map(|m| m as usize),
@@ -216,6 +220,23 @@ pub fn run(args: ServeArgs) -> Result<()> {
 
 /// The OpenAI `system_fingerprint`: the build and the backend the model runs on (with the CPU's
 /// kernel ISA, which decides the exact floating-point results).
+/// Batch and KV defaults for `backend`. A GPU decodes hundreds of sequences in the time a CPU
+/// decodes a few, and its KV budget is its page pool (the engine caps any request at it).
+fn engine_defaults(backend: Backend) -> EngineConfig {
+    match backend {
+        Backend::Cpu => EngineConfig {
+            max_running: 64,
+            kv_tokens: 131_072,
+            ..EngineConfig::default()
+        },
+        Backend::Cuda => EngineConfig {
+            max_running: 256,
+            kv_tokens: usize::MAX,
+            ..EngineConfig::default()
+        },
+    }
+}
+
 fn fingerprint(backend: Backend) -> String {
     let version = env!("CARGO_PKG_VERSION");
     match backend {
