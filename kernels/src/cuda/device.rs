@@ -319,6 +319,47 @@ fn attention_group(kernel: &'static str, shape: &AttentionShape) -> Result<usize
     Ok(group)
 }
 
+/// The checks both attention launches share: the kernel for the head size (`names` for 64 and
+/// 128), the GQA group, the KV layout against the shape, the batch (`n_seqs`, `out_stride`)
+/// against the block table and the heads, and the K cache, V cache and block table lengths.
+/// Returns the kernel's name, the group and the width of a token's heads.
+fn check_attention(
+    names: [&'static str; 2],
+    shape: &AttentionShape,
+    layout: &KvLayout,
+    (n_seqs, out_stride): (usize, usize),
+    [k_cache, v_cache, block_table]: [usize; 3],
+) -> Result<(&'static str, usize, usize)> {
+    let name = if shape.head_dim == 64 {
+        names[0]
+    } else {
+        names[1]
+    };
+    let group = attention_group(name, shape)?;
+    layout.check(name)?;
+    let width = shape.n_head * shape.head_dim;
+    ensure(
+        name,
+        layout.n_kv_head == shape.n_kv_head && layout.head_dim == shape.head_dim,
+        || "the KV layout's heads differ from the attention shape's".into(),
+    )?;
+    ensure(name, n_seqs <= layout.n_seqs, || {
+        format!("{n_seqs} sequences, block table has {}", layout.n_seqs)
+    })?;
+    ensure(name, out_stride >= width, || {
+        format!("out_stride {out_stride} < n_head·head_dim {width}")
+    })?;
+    need(name, "k_cache", k_cache, layout.cache_len())?;
+    need(name, "v_cache", v_cache, layout.cache_len())?;
+    need(
+        name,
+        "block_table",
+        block_table,
+        layout.n_seqs * layout.max_pages,
+    )?;
+    Ok((name, group, width))
+}
+
 /// One GPU with every kernel loaded, and one stream that all work goes to.
 pub struct Device {
     ctx: Arc<CudaContext>,
@@ -902,27 +943,14 @@ impl Device {
         out: &mut impl DevicePtrMut<f32>,
     ) -> Result<()> {
         let shape = args.shape;
-        let name = match shape.head_dim {
-            64 => "attn_decode_hd64",
-            _ => "attn_decode_hd128",
-        };
-        attention_group(name, &shape)?;
-        layout.check(name)?;
-        let width = shape.n_head * shape.head_dim;
-        ensure(
-            name,
-            layout.n_kv_head == shape.n_kv_head && layout.head_dim == shape.head_dim,
-            || "the KV layout's heads differ from the attention shape's".into(),
+        let caches = [k_cache.len(), v_cache.len(), block_table.len()];
+        let (name, _, width) = check_attention(
+            ["attn_decode_hd64", "attn_decode_hd128"],
+            &shape,
+            layout,
+            (args.n_seqs, args.out_stride),
+            caches,
         )?;
-        ensure(name, args.n_seqs <= layout.n_seqs, || {
-            format!(
-                "{} sequences, block table has {}",
-                args.n_seqs, layout.n_seqs
-            )
-        })?;
-        ensure(name, args.out_stride >= width, || {
-            format!("out_stride {} < n_head·head_dim {width}", args.out_stride)
-        })?;
         ensure(
             name,
             splits.head_dim == shape.head_dim && splits.max_rows >= args.n_seqs * shape.n_head,
@@ -941,14 +969,6 @@ impl Device {
             },
         )?;
         need(name, "q", q.len(), span(args.n_seqs, args.q_stride, width))?;
-        need(name, "k_cache", k_cache.len(), layout.cache_len())?;
-        need(name, "v_cache", v_cache.len(), layout.cache_len())?;
-        need(
-            name,
-            "block_table",
-            block_table.len(),
-            layout.n_seqs * layout.max_pages,
-        )?;
         need(name, "seq_lens", seq_lens.len(), args.n_seqs)?;
         need(
             name,
@@ -1010,27 +1030,14 @@ impl Device {
         out: &mut impl DevicePtrMut<f32>,
     ) -> Result<()> {
         let shape = args.shape;
-        let name = match shape.head_dim {
-            64 => "attn_prefill_hd64",
-            _ => "attn_prefill_hd128",
-        };
-        let group = attention_group(name, &shape)?;
-        layout.check(name)?;
-        let width = shape.n_head * shape.head_dim;
-        ensure(
-            name,
-            layout.n_kv_head == shape.n_kv_head && layout.head_dim == shape.head_dim,
-            || "the KV layout's heads differ from the attention shape's".into(),
+        let caches = [k_cache.len(), v_cache.len(), block_table.len()];
+        let (name, group, width) = check_attention(
+            ["attn_prefill_hd64", "attn_prefill_hd128"],
+            &shape,
+            layout,
+            (args.n_seqs, args.out_stride),
+            caches,
         )?;
-        ensure(name, args.n_seqs <= layout.n_seqs, || {
-            format!(
-                "{} sequences, block table has {}",
-                args.n_seqs, layout.n_seqs
-            )
-        })?;
-        ensure(name, args.out_stride >= width, || {
-            format!("out_stride {} < n_head·head_dim {width}", args.out_stride)
-        })?;
         need(
             name,
             "q",
@@ -1039,14 +1046,6 @@ impl Device {
         )?;
         need(name, "seq_start", seq_start.len(), args.n_seqs + 1)?;
         need(name, "positions", positions.len(), args.total_tokens)?;
-        need(name, "k_cache", k_cache.len(), layout.cache_len())?;
-        need(name, "v_cache", v_cache.len(), layout.cache_len())?;
-        need(
-            name,
-            "block_table",
-            block_table.len(),
-            layout.n_seqs * layout.max_pages,
-        )?;
         need(
             name,
             "out",
